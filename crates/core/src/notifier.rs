@@ -39,7 +39,11 @@ impl Notifier {
       for fd in fds {
         // SAFETY: fcntl on descriptors this function just created.
         unsafe {
-          libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK);
+          libc::fcntl(
+            fd,
+            libc::F_SETFL,
+            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+          );
           libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
         }
       }

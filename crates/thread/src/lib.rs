@@ -1,0 +1,567 @@
+//! The `thread` backend: a fixed pool of OS threads doing `pread`/`pwrite`/`fsync`/
+//! `fdatasync`, for any Unix.
+//!
+//! The submitting thread stages operations and hands a whole batch over with one lock and
+//! one wake-up. A worker takes one job — a single operation, or a whole chain of linked
+//! ones, which it runs in order — does the system call (retrying `EINTR`), appends the
+//! completion to a shared queue and signals the [`Notifier`] only when that queue was empty,
+//! so a burst of completions costs the event loop one wake-up.
+
+#![cfg(unix)]
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation};
+
+/// Pool size when the caller does not choose one.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+
+/// A pool of worker threads and the queues between them and the submitting thread.
+pub struct ThreadBackend {
+  shared: Arc<Shared>,
+  workers: Vec<JoinHandle<()>>,
+  staged: VecDeque<Operation>,
+  capacity: usize,
+  /// Pushed and not yet reaped.
+  outstanding: usize,
+}
+
+struct Shared {
+  jobs: Mutex<VecDeque<Operation>>,
+  job_ready: Condvar,
+  done: Mutex<Vec<Completion>>,
+  /// Completions waiting in `done`, read without the lock to make an empty reap cheap.
+  done_count: AtomicUsize,
+  notifier: Notifier,
+  shutdown: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+  // A worker never panics while holding a lock (it does no fallible work under one), so a
+  // poisoned lock still guards consistent data.
+  mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ThreadBackend {
+  /// Starts `pool_size` workers (at least one) for at most `capacity` outstanding operations.
+  pub fn new(capacity: usize, pool_size: usize) -> io::Result<ThreadBackend> {
+    let shared = Arc::new(Shared {
+      jobs: Mutex::new(VecDeque::with_capacity(capacity)),
+      job_ready: Condvar::new(),
+      done: Mutex::new(Vec::with_capacity(capacity)),
+      done_count: AtomicUsize::new(0),
+      notifier: Notifier::new()?,
+      shutdown: AtomicBool::new(false),
+    });
+    let mut backend = ThreadBackend {
+      shared,
+      workers: Vec::new(),
+      staged: VecDeque::with_capacity(capacity),
+      capacity: capacity.max(1),
+      outstanding: 0,
+    };
+    for index in 0..pool_size.max(1) {
+      let shared = backend.shared.clone();
+      let worker = std::thread::Builder::new()
+        .name(format!("caio-thread-{index}"))
+        .stack_size(64 * 1024)
+        .spawn(move || run_worker(&shared))?;
+      backend.workers.push(worker);
+    }
+    Ok(backend)
+  }
+
+  /// Number of worker threads.
+  pub fn pool_size(&self) -> usize {
+    self.workers.len()
+  }
+}
+
+impl Backend for ThreadBackend {
+  fn capacity(&self) -> usize {
+    self.capacity
+  }
+
+  unsafe fn push(&mut self, op: Operation) -> Result<(), Full> {
+    if self.outstanding >= self.capacity {
+      return Err(Full);
+    }
+    self.outstanding += 1;
+    self.staged.push_back(op);
+    Ok(())
+  }
+
+  fn submit(&mut self) -> io::Result<()> {
+    if self.staged.is_empty() {
+      return Ok(());
+    }
+    let count = self.staged.len();
+    lock(&self.shared.jobs).extend(self.staged.drain(..));
+    if count == 1 {
+      self.shared.job_ready.notify_one();
+    } else {
+      self.shared.job_ready.notify_all();
+    }
+    Ok(())
+  }
+
+  fn reap(&mut self, out: &mut Vec<Completion>) {
+    if self.shared.done_count.load(Ordering::Acquire) == 0 {
+      return;
+    }
+    let mut done = lock(&self.shared.done);
+    self.shared.done_count.store(0, Ordering::Release);
+    self.outstanding -= done.len();
+    out.append(&mut done);
+  }
+
+  fn cancel(&mut self, token: u64) {
+    // Staged operations have not reached a worker: they can always be withdrawn.
+    if let Some(index) = self.staged.iter().position(|op| op.token == token) {
+      let cancelled = withdraw_chain(&mut self.staged, index);
+      self.shared.complete_all(cancelled);
+      return;
+    }
+    let cancelled = {
+      let mut jobs = lock(&self.shared.jobs);
+      match jobs.iter().position(|op| op.token == token) {
+        Some(index) => withdraw_chain(&mut jobs, index),
+        None => return, // already running or done: it settles with its real result
+      }
+    };
+    self.shared.complete_all(cancelled);
+  }
+
+  fn notifier(&self) -> &Notifier {
+    &self.shared.notifier
+  }
+
+  fn wait(&mut self, timeout: Duration) {
+    let mut pfd = libc::pollfd {
+      fd: self.shared.notifier.fd(),
+      events: libc::POLLIN,
+      revents: 0,
+    };
+    let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd on a descriptor the notifier keeps open.
+    unsafe { libc::poll(&mut pfd, 1, millis) };
+  }
+}
+
+impl Drop for ThreadBackend {
+  fn drop(&mut self) {
+    self.shared.shutdown.store(true, Ordering::Release);
+    // Jobs no worker has started are dropped unrun: their buffers were never touched.
+    lock(&self.shared.jobs).clear();
+    self.shared.job_ready.notify_all();
+    // Joining is what makes dropping sound: after it, no worker touches any buffer.
+    for worker in self.workers.drain(..) {
+      let _ = worker.join();
+    }
+  }
+}
+
+impl Shared {
+  fn complete_all(&self, completions: impl IntoIterator<Item = Completion>) {
+    let mut done = lock(&self.done);
+    let was_empty = done.is_empty();
+    done.extend(completions);
+    self.done_count.store(done.len(), Ordering::Release);
+    drop(done);
+    if was_empty {
+      self.notifier.signal();
+    }
+  }
+}
+
+/// Removes the operation at `index` and the rest of its linked chain from `ops`, unlinks
+/// the operation before it, and returns `-ECANCELED` completions for all of them.
+fn withdraw_chain(ops: &mut VecDeque<Operation>, index: usize) -> Vec<Completion> {
+  let mut end = index;
+  while end < ops.len() && ops[end].link {
+    end += 1;
+  }
+  let end = (end + 1).min(ops.len());
+  if index > 0 {
+    ops[index - 1].link = false;
+  }
+  ops
+    .drain(index..end)
+    .map(|op| Completion {
+      token: op.token,
+      result: -(libc::ECANCELED as i64),
+    })
+    .collect()
+}
+
+fn run_worker(shared: &Shared) {
+  let mut chain: Vec<Operation> = Vec::new();
+  let mut results: Vec<Completion> = Vec::new();
+  loop {
+    {
+      let mut jobs = lock(&shared.jobs);
+      loop {
+        if shared.shutdown.load(Ordering::Acquire) {
+          return;
+        }
+        if let Some(op) = jobs.pop_front() {
+          chain.push(op);
+          // A chain is pushed contiguously, so its members follow at the front.
+          while chain.last().is_some_and(|op| op.link) {
+            match jobs.pop_front() {
+              Some(next) => chain.push(next),
+              None => break,
+            }
+          }
+          break;
+        }
+        jobs = shared
+          .job_ready
+          .wait(jobs)
+          .unwrap_or_else(PoisonError::into_inner);
+      }
+    }
+    let mut failed = false;
+    for op in chain.drain(..) {
+      let result = if failed {
+        -(libc::ECANCELED as i64)
+      } else {
+        // SAFETY: the pusher upholds the buffer rule (caio_core docs) until this completion
+        // is reaped, which happens only after `complete_all` below.
+        unsafe { perform(&op) }
+      };
+      failed = op.link && result < 0;
+      results.push(Completion {
+        token: op.token,
+        result,
+      });
+    }
+    shared.complete_all(results.drain(..));
+  }
+}
+
+/// Runs one operation with the blocking system call, retrying `EINTR`.
+///
+/// # Safety
+/// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile.
+unsafe fn perform(op: &Operation) -> i64 {
+  loop {
+    let offset = op.offset as libc::off_t;
+    // SAFETY: the caller guarantees `op.buf` spans `op.len` valid, exclusive bytes.
+    let rc: i64 = unsafe {
+      match op.opcode {
+        Opcode::Read => libc::pread(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
+        Opcode::Write => libc::pwrite(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
+        Opcode::Fsync => libc::fsync(op.fd) as i64,
+        Opcode::Fdatasync => fdatasync(op.fd) as i64,
+      }
+    };
+    if rc >= 0 {
+      return rc;
+    }
+    let errno = io::Error::last_os_error()
+      .raw_os_error()
+      .unwrap_or(libc::EIO);
+    if errno != libc::EINTR {
+      return -(errno as i64);
+    }
+  }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
+  // SAFETY: takes no pointers.
+  unsafe { libc::fdatasync(fd) }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
+  // macOS has no fdatasync; fsync is the stronger promise.
+  // SAFETY: takes no pointers.
+  unsafe { libc::fsync(fd) }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::fs::File;
+  use std::io::Write;
+  use std::os::fd::AsRawFd;
+
+  fn run_until_done(backend: &mut ThreadBackend, count: usize) -> Vec<Completion> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while out.len() < count {
+      assert!(
+        std::time::Instant::now() < deadline,
+        "timed out waiting for completions"
+      );
+      backend.wait(Duration::from_millis(50));
+      backend.notifier().clear();
+      backend.reap(&mut out);
+    }
+    out
+  }
+
+  fn op(opcode: Opcode, fd: i32, offset: u64, buf: &mut [u8], token: u64) -> Operation {
+    Operation {
+      opcode,
+      fd,
+      offset,
+      buf: buf.as_mut_ptr(),
+      len: buf.len() as u32,
+      token,
+      priority: 0,
+      link: false,
+    }
+  }
+
+  fn temp_file(contents: &[u8]) -> File {
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(contents).unwrap();
+    file
+  }
+
+  #[test]
+  fn reads_writes_and_syncs() {
+    let file = temp_file(b"hello world");
+    let fd = file.as_raw_fd();
+    let mut backend = ThreadBackend::new(16, 2).unwrap();
+    let mut payload = *b"HELLO";
+    let mut head = [0u8; 5];
+    // SAFETY: the buffers outlive run_until_done, which reaps both completions.
+    unsafe {
+      backend
+        .push(op(Opcode::Write, fd, 0, &mut payload, 1))
+        .unwrap();
+      backend
+        .push(Operation::sync(Opcode::Fdatasync, fd, 2))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert_eq!(
+      done,
+      [
+        Completion {
+          token: 1,
+          result: 5
+        },
+        Completion {
+          token: 2,
+          result: 0
+        }
+      ]
+    );
+    // SAFETY: as above.
+    unsafe { backend.push(op(Opcode::Read, fd, 0, &mut head, 3)).unwrap() };
+    backend.submit().unwrap();
+    assert_eq!(
+      run_until_done(&mut backend, 1),
+      [Completion {
+        token: 3,
+        result: 5
+      }]
+    );
+    assert_eq!(&head, b"HELLO");
+  }
+
+  #[test]
+  fn short_read_at_end_of_file_and_empty_past_it() {
+    let file = temp_file(b"abc");
+    let mut backend = ThreadBackend::new(4, 1).unwrap();
+    let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+    // SAFETY: the buffers outlive the reap below.
+    unsafe {
+      backend
+        .push(op(Opcode::Read, file.as_raw_fd(), 1, &mut a, 1))
+        .unwrap();
+      backend
+        .push(op(Opcode::Read, file.as_raw_fd(), 10, &mut b, 2))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert_eq!(done[0].result, 2);
+    assert_eq!(&a[..2], b"bc");
+    assert_eq!(done[1].result, 0);
+  }
+
+  #[test]
+  fn errors_come_back_as_negative_errno() {
+    let mut backend = ThreadBackend::new(4, 1).unwrap();
+    let mut buf = [0u8; 4];
+    let dir = File::open(std::env::temp_dir()).unwrap();
+    // SAFETY: the buffer outlives the reap below.
+    unsafe {
+      backend.push(op(Opcode::Read, -1, 0, &mut buf, 1)).unwrap();
+      backend
+        .push(op(Opcode::Read, dir.as_raw_fd(), 0, &mut buf, 2))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert_eq!(done[0].result, -(libc::EBADF as i64));
+    assert_eq!(done[1].result, -(libc::EISDIR as i64));
+  }
+
+  #[test]
+  fn refuses_pushes_beyond_capacity_until_reaped() {
+    let file = temp_file(b"x");
+    let mut backend = ThreadBackend::new(2, 1).unwrap();
+    // SAFETY: syncs carry no buffer.
+    unsafe {
+      backend
+        .push(Operation::sync(Opcode::Fsync, file.as_raw_fd(), 1))
+        .unwrap();
+      backend
+        .push(Operation::sync(Opcode::Fsync, file.as_raw_fd(), 2))
+        .unwrap();
+      assert_eq!(
+        backend.push(Operation::sync(Opcode::Fsync, file.as_raw_fd(), 3)),
+        Err(Full)
+      );
+    }
+    backend.submit().unwrap();
+    run_until_done(&mut backend, 2);
+    // SAFETY: as above.
+    unsafe {
+      backend
+        .push(Operation::sync(Opcode::Fsync, file.as_raw_fd(), 3))
+        .unwrap()
+    };
+  }
+
+  #[test]
+  fn linked_chain_runs_in_order_and_cancels_after_a_failure() {
+    let file = temp_file(b"");
+    let fd = file.as_raw_fd();
+    let mut backend = ThreadBackend::new(8, 4).unwrap();
+    let mut parts: Vec<[u8; 1]> = (0..5u8).map(|i| [b'a' + i]).collect();
+    // SAFETY: `parts` outlives the reap below.
+    unsafe {
+      for (i, part) in parts.iter_mut().enumerate() {
+        let mut write = op(Opcode::Write, fd, i as u64, part, i as u64);
+        write.link = i < 4;
+        backend.push(write).unwrap();
+      }
+    }
+    backend.submit().unwrap();
+    let done = run_until_done(&mut backend, 5);
+    assert!(done.iter().all(|c| c.result == 1));
+    let mut back = [0u8; 5];
+    // SAFETY: `back` outlives the reap below.
+    unsafe { backend.push(op(Opcode::Read, fd, 0, &mut back, 9)).unwrap() };
+    backend.submit().unwrap();
+    run_until_done(&mut backend, 1);
+    assert_eq!(&back, b"abcde");
+
+    let mut byte = [0u8; 1];
+    // SAFETY: `byte` outlives the reap below.
+    unsafe {
+      let mut bad = op(Opcode::Write, -1, 0, &mut byte, 20);
+      bad.link = true;
+      backend.push(bad).unwrap();
+      backend
+        .push(Operation::sync(Opcode::Fdatasync, fd, 21))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert_eq!(done[0].result, -(libc::EBADF as i64));
+    assert_eq!(done[1].result, -(libc::ECANCELED as i64));
+  }
+
+  #[test]
+  fn cancel_withdraws_a_job_no_worker_started() {
+    let zero = File::open("/dev/zero").unwrap();
+    let mut backend = ThreadBackend::new(4, 1).unwrap();
+    let mut big = vec![1u8; 64 << 20];
+    let mut small = [1u8; 4];
+    // SAFETY: both buffers outlive the reaps below.
+    unsafe {
+      // The only worker is busy with the big read while the small one waits its turn.
+      backend
+        .push(op(Opcode::Read, zero.as_raw_fd(), 0, &mut big, 1))
+        .unwrap();
+      backend
+        .push(op(Opcode::Read, zero.as_raw_fd(), 0, &mut small, 2))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    backend.cancel(2);
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert_eq!(
+      done[0],
+      Completion {
+        token: 1,
+        result: 64 << 20
+      }
+    );
+    assert_eq!(
+      done[1],
+      Completion {
+        token: 2,
+        result: -(libc::ECANCELED as i64)
+      }
+    );
+    assert_eq!(small, [1u8; 4], "a cancelled read never touches its buffer");
+  }
+
+  #[test]
+  fn cancel_before_submit_withdraws_the_rest_of_the_chain() {
+    let file = temp_file(b"abc");
+    let mut backend = ThreadBackend::new(4, 1).unwrap();
+    let mut buf = [0u8; 3];
+    // SAFETY: `buf` outlives the reap below.
+    unsafe {
+      let mut first = Operation::sync(Opcode::Fsync, file.as_raw_fd(), 1);
+      first.link = true;
+      backend.push(first).unwrap();
+      backend
+        .push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 2))
+        .unwrap();
+    }
+    backend.cancel(1);
+    backend.submit().unwrap();
+    let mut done = run_until_done(&mut backend, 2);
+    done.sort_by_key(|c| c.token);
+    assert!(done.iter().all(|c| c.result == -(libc::ECANCELED as i64)));
+    assert_eq!(buf, [0u8; 3]);
+  }
+
+  #[test]
+  fn many_operations_in_flight_all_complete() {
+    let file = temp_file(&vec![7u8; 1 << 16]);
+    let mut backend = ThreadBackend::new(256, 8).unwrap();
+    let mut buffers = vec![[0u8; 256]; 256];
+    // SAFETY: `buffers` outlives the reap below.
+    unsafe {
+      for (i, buf) in buffers.iter_mut().enumerate() {
+        backend
+          .push(op(
+            Opcode::Read,
+            file.as_raw_fd(),
+            (i * 256) as u64,
+            buf,
+            i as u64,
+          ))
+          .unwrap();
+      }
+    }
+    backend.submit().unwrap();
+    let done = run_until_done(&mut backend, 256);
+    assert!(done.iter().all(|c| c.result == 256));
+    assert!(buffers.iter().all(|b| b.iter().all(|&x| x == 7)));
+  }
+}
