@@ -1,3 +1,4 @@
+//! Generates the Node-API link settings for the addon.
 fn main() {
   napi_build::setup();
 }

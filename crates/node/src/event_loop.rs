@@ -1,0 +1,168 @@
+//! The seam between a context and the JavaScript event loop that delivers its completions.
+//!
+//! On Node.js the notifier's descriptor is watched by Node's own libuv loop through a
+//! `uv_poll_t`: when it becomes readable the callback runs on the JS thread, between two
+//! loop phases, where Promises may be resolved directly. Nothing else in the addon knows
+//! libuv exists, so a runtime without libuv (Bun, Deno) can later get another watcher
+//! behind the same three methods.
+
+use std::ffi::{c_int, c_void};
+use std::os::fd::RawFd;
+
+use napi::sys;
+
+/// Storage for a `uv_poll_t`. Node 20's libuv 1.46 needs 160 bytes, 8-aligned, with the
+/// user `data` pointer at offset 0 (measured against the `uv.h` Node ships); reserving more
+/// keeps us safe against a libuv that grows the struct.
+#[repr(C, align(16))]
+struct UvPoll {
+  data: *mut c_void,
+  rest: [u8; 504],
+}
+
+type UvPollCb = unsafe extern "C" fn(handle: *mut UvPoll, status: c_int, events: c_int);
+type UvCloseCb = unsafe extern "C" fn(handle: *mut UvPoll);
+
+const UV_READABLE: c_int = 1;
+
+// Node exports these libuv symbols to addons; they resolve when the addon is loaded.
+extern "C" {
+  fn uv_poll_init(loop_: *mut sys::uv_loop_s, handle: *mut UvPoll, fd: c_int) -> c_int;
+  fn uv_poll_start(handle: *mut UvPoll, events: c_int, cb: UvPollCb) -> c_int;
+  fn uv_poll_stop(handle: *mut UvPoll) -> c_int;
+  fn uv_close(handle: *mut UvPoll, cb: UvCloseCb);
+  fn uv_ref(handle: *mut UvPoll);
+  fn uv_unref(handle: *mut UvPoll);
+  fn uv_now(loop_: *const sys::uv_loop_s) -> u64;
+}
+
+/// What the watcher calls, on the JS thread, when completions may be ready.
+pub type ReadyCallback = unsafe fn(target: *mut c_void);
+
+/// What to run once libuv has let go of the handle.
+pub type AfterClose = (unsafe fn(*mut c_void), *mut c_void);
+
+struct Watch {
+  handle: UvPoll,
+  on_ready: ReadyCallback,
+  target: *mut c_void,
+  after_close: Option<AfterClose>,
+}
+
+/// Watches one descriptor on the loop of one `napi_env`.
+pub struct CompletionWatcher {
+  watch: *mut Watch,
+  event_loop: *mut sys::uv_loop_s,
+  referenced: bool,
+}
+
+impl CompletionWatcher {
+  /// Starts watching `fd` on the loop of `env`; `on_ready(target)` runs on the JS thread
+  /// whenever `fd` is readable. The watcher starts unreferenced: an idle context must not
+  /// keep the process alive.
+  ///
+  /// # Safety
+  /// `env` is a live environment on this thread; `target` stays valid until [`Self::close`].
+  pub unsafe fn start(
+    env: sys::napi_env,
+    fd: RawFd,
+    on_ready: ReadyCallback,
+    target: *mut c_void,
+  ) -> Result<CompletionWatcher, String> {
+    let mut event_loop = std::ptr::null_mut();
+    // SAFETY: `env` is live (caller's promise); the out-pointer is a local.
+    let status = unsafe { sys::napi_get_uv_event_loop(env, &mut event_loop) };
+    if status != sys::Status::napi_ok || event_loop.is_null() {
+      return Err("this runtime gives addons no libuv event loop".into());
+    }
+    let watch = Box::into_raw(Box::new(Watch {
+      handle: UvPoll {
+        data: std::ptr::null_mut(),
+        rest: [0; 504],
+      },
+      on_ready,
+      target,
+      after_close: None,
+    }));
+    // SAFETY: `watch` is a fresh allocation that lives until the close callback frees it;
+    // libuv may write the whole (oversized) handle; `data` is set after init, which clears it.
+    unsafe {
+      let handle = &raw mut (*watch).handle;
+      let rc = uv_poll_init(event_loop, handle, fd);
+      if rc != 0 {
+        drop(Box::from_raw(watch));
+        return Err(format!("uv_poll_init failed ({rc})"));
+      }
+      (*handle).data = watch.cast();
+      let rc = uv_poll_start(handle, UV_READABLE, on_poll);
+      if rc != 0 {
+        uv_close(handle, free_watch);
+        return Err(format!("uv_poll_start failed ({rc})"));
+      }
+      uv_unref(handle);
+    }
+    Ok(CompletionWatcher {
+      watch,
+      event_loop,
+      referenced: false,
+    })
+  }
+
+  /// Makes the watcher keep the event loop alive (while operations are in flight) or not.
+  pub fn set_referenced(&mut self, referenced: bool) {
+    if self.referenced == referenced {
+      return;
+    }
+    self.referenced = referenced;
+    // SAFETY: the handle is initialised and not closed while `self` exists.
+    unsafe {
+      let handle = &raw mut (*self.watch).handle;
+      if referenced {
+        uv_ref(handle)
+      } else {
+        uv_unref(handle)
+      }
+    }
+  }
+
+  /// The loop's cached clock: it changes only when the loop turns, so two equal readings
+  /// mean no loop phase ran in between.
+  pub fn loop_time(&self) -> u64 {
+    // SAFETY: the loop outlives every handle on it, and so this watcher.
+    unsafe { uv_now(self.event_loop) }
+  }
+
+  /// Stops watching and frees the handle once libuv is done with it; `on_ready` is never
+  /// called again. `after_close`, if given, runs once libuv has released the handle (an
+  /// environment being torn down must wait for that before its loop closes).
+  pub fn close(self, after_close: Option<AfterClose>) {
+    // SAFETY: the handle is initialised and this is its only close; the close callback
+    // frees the allocation after libuv stops using it.
+    unsafe {
+      (*self.watch).after_close = after_close;
+      let handle = &raw mut (*self.watch).handle;
+      uv_poll_stop(handle);
+      uv_close(handle, free_watch);
+    }
+  }
+}
+
+unsafe extern "C" fn on_poll(handle: *mut UvPoll, _status: c_int, _events: c_int) {
+  // SAFETY: `data` points at the Watch that owns this handle (set in `start`), alive until
+  // the close callback; the poll is stopped before close, so no call comes after it.
+  unsafe {
+    let watch = (*handle).data as *mut Watch;
+    ((*watch).on_ready)((*watch).target);
+  }
+}
+
+unsafe extern "C" fn free_watch(handle: *mut UvPoll) {
+  // SAFETY: libuv is done with the handle; `data` is the Box allocated in `start`, and
+  // `after_close` was handed over by `close` together with the data it needs.
+  unsafe {
+    let watch = Box::from_raw((*handle).data as *mut Watch);
+    if let Some((after, data)) = watch.after_close {
+      after(data);
+    }
+  }
+}

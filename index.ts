@@ -1,0 +1,226 @@
+/**
+ * caio — asynchronous positional file I/O for Node.js through io_uring, kernel AIO, a
+ * Rust thread pool, or plain `node:fs`.
+ *
+ * ```ts
+ * import { Context } from 'caio'
+ * await using ctx = new Context()
+ * await ctx.write('Hello world', fd, 0)
+ * const bytes = await ctx.read(32, fd, 0)
+ * ```
+ */
+import { AbortError } from './lib/errors'
+import { Fulfil, Opcode } from './lib/engine'
+import type { BackendName, Engine } from './lib/engine'
+import { JsEngine } from './lib/js-backend'
+import { loadBinding, NativeEngine } from './lib/native'
+import { candidates, isBackendName, unavailableReason, warnFallback, BACKEND_NAMES } from './lib/selection'
+import {
+  validateBoolean,
+  validateData,
+  validateFd,
+  validateInteger,
+  validateLength,
+  validateObject,
+  validateOffset,
+  validatePriority,
+  validateSignal,
+  validateView,
+} from './lib/validate'
+import { invalidArgValue } from './lib/errors'
+
+export type { BackendName } from './lib/engine'
+export type { BackendStatus } from './lib/selection'
+export type { SystemError, CodedError } from './lib/errors'
+export { backends } from './lib/selection'
+export { AbortError } from './lib/errors'
+
+/** Options of a {@link Context}. */
+export interface ContextOptions {
+  /** The backend to use; by default the best one available (see {@link backends}). */
+  backend?: BackendName
+  /** Operations in flight at once (default 512); more wait in a FIFO queue. */
+  maxRequests?: number
+  /** Worker threads of the `thread` backend (default 8). */
+  poolSize?: number
+  /** `uring` only: kernel-side submission polling (`IORING_SETUP_SQPOLL`); see `ctx.sqpoll`. */
+  sqpoll?: boolean
+}
+
+/** Options of one operation. */
+export interface OpOptions {
+  /** Cancels the operation: a queued one is dropped, one in the kernel is asked to stop. */
+  signal?: AbortSignal
+  /**
+   * I/O priority in the Linux `ioprio` encoding (class << 13 | level), 0..65535. Passed to
+   * the kernel by `uring` and `linux`; accepted and ignored by `thread` and `js`.
+   */
+  priority?: number
+}
+
+/** In flight at once when the options do not say (the Python caio's asyncio default). */
+export const DEFAULT_MAX_REQUESTS = 512
+const MAX_MAX_REQUESTS = 32768
+
+const SYNC_VIEW = undefined
+
+/**
+ * A context does positional I/O on file descriptors through one backend. Operations are
+ * independent and may complete in any order. Close it (or `await using` it) when done; an
+ * idle context never keeps the process alive.
+ */
+export class Context implements AsyncDisposable {
+  /** The backend this context runs on. */
+  readonly backend: BackendName
+  /** Operations in flight at once; more wait in a FIFO queue. */
+  readonly maxRequests: number
+  /** Worker threads, for the `thread` backend; `undefined` for the others. */
+  readonly poolSize: number | undefined
+  /** Whether kernel-side submission polling is on (`uring` with `sqpoll: true`, if the kernel allowed it). */
+  readonly sqpoll: boolean
+  readonly #engine: Engine
+
+  /**
+   * Opens a context. Throws `ERR_INVALID_ARG_TYPE`/`ERR_OUT_OF_RANGE` for bad options, and
+   * an Error saying why (and how to fix it) when the requested backend is not available.
+   */
+  constructor(options?: ContextOptions) {
+    const o = validateObject<ContextOptions>(options, 'options')
+    if (o.backend !== undefined && !isBackendName(o.backend)) {
+      throw invalidArgValue('options.backend', `must be one of ${BACKEND_NAMES.map((n) => `'${n}'`).join(', ')}`, o.backend)
+    }
+    const engineOptions = {
+      maxRequests: o.maxRequests === undefined ? DEFAULT_MAX_REQUESTS : validateInteger(o.maxRequests, 'options.maxRequests', 1, MAX_MAX_REQUESTS),
+      poolSize: o.poolSize === undefined ? undefined : validateInteger(o.poolSize, 'options.poolSize', 1, 1024),
+      sqpoll: o.sqpoll === undefined ? false : validateBoolean(o.sqpoll, 'options.sqpoll'),
+    }
+    const [backend, engine] = o.backend !== undefined ? [o.backend, openEngine(o.backend, engineOptions)] : openBest(engineOptions)
+    this.backend = backend
+    this.#engine = engine
+    this.maxRequests = engineOptions.maxRequests
+    this.poolSize = engine.poolSize
+    this.sqpoll = engine.sqpoll
+  }
+
+  /**
+   * Reads up to `nbytes` from `fd` at `offset`. Resolves with a Buffer as long as the bytes
+   * read: shorter at end of file, empty past it.
+   */
+  read(nbytes: number, fd: number, offset: number | bigint, options?: OpOptions): Promise<Buffer> {
+    try {
+      const length = validateLength(nbytes)
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const [signal, priority] = opOptions(options)
+      if (signal?.aborted) return rejectAborted(signal)
+      return this.#engine.start(Opcode.Read, file, position, Buffer.allocUnsafe(length), priority, Fulfil.View, signal) as Promise<Buffer>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** Reads into `target` from its start; resolves with the number of bytes read. */
+  readInto(target: ArrayBufferView, fd: number, offset: number | bigint, options?: OpOptions): Promise<number> {
+    try {
+      const view = validateView(target, 'target')
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const [signal, priority] = opOptions(options)
+      if (signal?.aborted) return rejectAborted(signal)
+      return this.#engine.start(Opcode.Read, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * Writes `data` (a string as UTF-8) to `fd` at `offset`; resolves with the bytes this one
+   * write moved, which a full disk or a signal can make fewer than `data` holds.
+   */
+  write(data: ArrayBufferView | string, fd: number, offset: number | bigint, options?: OpOptions): Promise<number> {
+    try {
+      const view = validateData(data)
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const [signal, priority] = opOptions(options)
+      if (signal?.aborted) return rejectAborted(signal)
+      return this.#engine.start(Opcode.Write, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** `fsync(2)`: flushes the data and metadata of writes that completed before this call. */
+  fsync(fd: number, options?: OpOptions): Promise<void> {
+    return this.#sync(Opcode.Fsync, fd, options)
+  }
+
+  /** `fdatasync(2)`: like {@link fsync}, without metadata that reading the data back does not need. */
+  fdsync(fd: number, options?: OpOptions): Promise<void> {
+    return this.#sync(Opcode.Fdatasync, fd, options)
+  }
+
+  #sync(opcode: Opcode, fd: number, options: OpOptions | undefined): Promise<void> {
+    try {
+      const file = validateFd(fd)
+      const [signal, priority] = opOptions(options)
+      if (signal?.aborted) return rejectAborted(signal)
+      return this.#engine.start(opcode, file, 0, SYNC_VIEW, priority, Fulfil.Nothing, signal) as Promise<void>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * Rejects queued operations with `ERR_CAIO_CLOSED`, lets those in flight finish, then
+   * releases the backend's resources. Idempotent; later operations reject with `ERR_CAIO_CLOSED`.
+   */
+  close(): Promise<void> {
+    return this.#engine.close()
+  }
+
+  /** Same as {@link close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+
+function opOptions(options: OpOptions | undefined): [AbortSignal | undefined, number] {
+  if (options === undefined) return [undefined, 0]
+  const o = validateObject<OpOptions>(options, 'options')
+  return [validateSignal(o.signal, 'options.signal'), validatePriority(o.priority, 'options.priority')]
+}
+
+function rejectAborted(signal: AbortSignal): Promise<never> {
+  return Promise.reject(new AbortError(undefined, { cause: signal.reason }))
+}
+
+type EngineOptions = ConstructorParameters<typeof JsEngine>[0]
+
+function openEngine(name: BackendName, options: EngineOptions): Engine {
+  if (name === 'js') return new JsEngine(options)
+  const reason = unavailableReason(name)
+  const binding = loadBinding().binding
+  if (reason !== undefined || binding === undefined) {
+    throw new Error(`caio: the ${name} backend is not available here: ${reason ?? 'the native addon did not load'}${fixFor(name, reason)}`)
+  }
+  return new NativeEngine(binding, name, options)
+}
+
+function fixFor(name: BackendName, reason: string | undefined): string {
+  if (name === 'uring' && reason?.includes('seccomp')) {
+    return ". To allow io_uring in a container: docker run --security-opt seccomp=unconfined …, or in Kubernetes securityContext.seccompProfile.type: Unconfined. Or use { backend: 'thread' }."
+  }
+  return ". Leave options.backend unset to choose automatically."
+}
+
+function openBest(options: EngineOptions): [BackendName, Engine] {
+  for (const name of candidates()) {
+    try {
+      return [name, openEngine(name, options)]
+    } catch (error) {
+      warnFallback(name, error)
+    }
+  }
+  return ['js', new JsEngine(options)]
+}

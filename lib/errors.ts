@@ -1,0 +1,104 @@
+/**
+ * The one place caio builds errors, shaped like Node's own: OS errors like `node:fs`'s
+ * (`code`, negative `errno`, `syscall`, `'EBADF: bad file descriptor, read'`), argument
+ * errors with Node's `ERR_*` codes, and the AbortError of a cancelled operation. Every
+ * backend, native or not, goes through here, so an error reads the same on all of them.
+ */
+import { getSystemErrorMap } from 'node:util'
+
+/** An OS error from an I/O operation, as `node:fs` reports one. */
+export interface SystemError extends Error {
+  /** Node's name for the error, such as `'EBADF'`. */
+  code: string
+  /** The negated OS error number, such as `-9`. */
+  errno: number
+  /** The system call that failed: `'read'`, `'write'`, `'fsync'` or `'fdatasync'`. */
+  syscall: string
+}
+
+/** An error with one of Node's `ERR_*` codes, or caio's own `ERR_CAIO_*`. */
+export interface CodedError extends Error {
+  code: string
+}
+
+/** The system calls caio's operations stand for, indexed by opcode. */
+export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync'] as const
+export type Syscall = (typeof SYSCALLS)[number]
+
+let errorMap: Map<number, [string, string]> | undefined
+
+/** An OS error for `errno` (negative, as Node reports it) raised by `syscall`. */
+export function systemError(errno: number, syscall: string): SystemError {
+  errorMap ??= getSystemErrorMap()
+  const [code, description] = errorMap.get(errno) ?? ['UNKNOWN', 'unknown error']
+  const error = new Error(`${code}: ${description}, ${syscall}`) as SystemError
+  error.errno = errno
+  error.code = code
+  error.syscall = syscall
+  return error
+}
+
+/** What an aborted operation rejects with: Node's AbortError (`code` `'ABORT_ERR'`). */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR'
+  override name = 'AbortError'
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options)
+  }
+}
+
+/** What operations on a closed context reject with. */
+export function closedError(): CodedError {
+  const error = new Error('The caio context is closed') as CodedError
+  error.code = 'ERR_CAIO_CLOSED'
+  return error
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'Received null'
+  if (value === undefined) return 'Received undefined'
+  if (typeof value === 'function') return `Received function ${value.name || '<anonymous>'}`
+  if (typeof value === 'object') {
+    const name = (value as object).constructor?.name
+    return name ? `Received an instance of ${name}` : 'Received an object'
+  }
+  let shown = typeof value === 'bigint' ? `${value}n` : String(value)
+  if (typeof value === 'string') shown = `'${value.length > 25 ? `${value.slice(0, 25)}...` : value}'`
+  return `Received type ${typeof value} (${shown})`
+}
+
+/** Node's `ERR_INVALID_ARG_TYPE`. */
+export function invalidArgType(name: string, expected: string, actual: unknown): CodedError {
+  const error = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`) as CodedError
+  error.code = 'ERR_INVALID_ARG_TYPE'
+  return error
+}
+
+/** Node's `ERR_OUT_OF_RANGE`. */
+export function outOfRange(name: string, range: string, actual: unknown): CodedError {
+  const shown = typeof actual === 'bigint' ? `${actual}n` : String(actual)
+  const error = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`) as CodedError
+  error.code = 'ERR_OUT_OF_RANGE'
+  return error
+}
+
+/** Node's `ERR_INVALID_ARG_VALUE`. */
+export function invalidArgValue(name: string, reason: string, actual: unknown): CodedError {
+  const error = new TypeError(`The argument '${name}' ${reason}. ${describe(actual)}`) as CodedError
+  error.code = 'ERR_INVALID_ARG_VALUE'
+  return error
+}
+
+/** Reason codes the native addon passes to {@link errorFromNative} besides negative errnos. */
+export const NATIVE_ABORTED = 1
+export const NATIVE_CLOSED = 2
+
+/**
+ * The error factory the native addon calls: `code` is a negative errno, or
+ * {@link NATIVE_ABORTED} / {@link NATIVE_CLOSED}; `opcode` indexes {@link SYSCALLS}.
+ */
+export function errorFromNative(code: number, opcode: number): Error {
+  if (code === NATIVE_ABORTED) return new AbortError()
+  if (code === NATIVE_CLOSED) return closedError()
+  return systemError(code, SYSCALLS[opcode] ?? 'read')
+}
