@@ -28,12 +28,15 @@ import {
   validateView,
 } from './lib/validate'
 import { invalidArgValue } from './lib/errors'
+import { batchEntries, prepareBatch } from './lib/batch'
+import type { BatchOp } from './lib/batch'
 
 export type { BackendName } from './lib/engine'
 export type { BackendStatus } from './lib/selection'
 export type { SystemError, CodedError } from './lib/errors'
 export { backends } from './lib/selection'
 export { AbortError } from './lib/errors'
+export type { BatchOp } from './lib/batch'
 
 /** Options of a {@link Context}. */
 export interface ContextOptions {
@@ -172,6 +175,28 @@ export class Context implements AsyncDisposable {
   }
 
   /**
+   * Submits many operations in one call and resolves, once all have settled, with one
+   * entry per operation, in order: the bytes it moved (reads fill their `buffer`), `0` for
+   * a sync, or that operation's Error. An entry with `link: true` makes the next one start
+   * only after it succeeded; if it fails, the rest of its chain gets `ECANCELED`.
+   *
+   * Rejects only for bad arguments (naming the entry), a closed context, or an abort that
+   * stopped every operation; an abort that came too late for some operations leaves
+   * AbortError entries for the ones it stopped.
+   */
+  submit(ops: readonly BatchOp[], options?: { signal?: AbortSignal }): Promise<Array<number | Error>> {
+    try {
+      const batch = prepareBatch(ops, this.maxRequests)
+      const o = validateObject<{ signal?: AbortSignal }>(options, 'options')
+      const signal = validateSignal(o.signal, 'options.signal')
+      if (signal?.aborted) return rejectAborted(signal)
+      return this.#engine.submitBatch(batch, signal).then((results) => batchEntries(batch, results, signal))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
    * Rejects queued operations with `ERR_CAIO_CLOSED`, lets those in flight finish, then
    * releases the backend's resources. Idempotent; later operations reject with `ERR_CAIO_CLOSED`.
    */
@@ -183,6 +208,23 @@ export class Context implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
   }
+}
+
+/**
+ * A zero-filled Buffer of `size` bytes whose memory starts at a multiple of `alignment`
+ * (a power of two, default 4096), as `O_DIRECT` reads and writes need. The memory is never
+ * moved by the garbage collector, so the alignment holds for the Buffer's life.
+ * Throws where the native addon is not available (it is what can see addresses).
+ */
+export function alignedBuffer(size: number, alignment = 4096): Buffer {
+  validateLength(size, 'size')
+  validateInteger(alignment, 'alignment', 1, 1 << 21)
+  if ((alignment & (alignment - 1)) !== 0) throw invalidArgValue('alignment', 'must be a power of two', alignment)
+  const loaded = loadBinding()
+  if (!loaded.binding) throw new Error(`caio: alignedBuffer needs the native addon: ${loaded.reason}`)
+  const raw = Buffer.alloc(size + alignment)
+  const skip = (alignment - (loaded.binding.address(raw) % alignment)) % alignment
+  return raw.subarray(skip, skip + size)
 }
 
 function opOptions(options: OpOptions | undefined): [AbortSignal | undefined, number] {

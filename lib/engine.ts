@@ -26,6 +26,21 @@ export const enum Fulfil {
   Nothing = 2,
 }
 
+/** Doubles per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32, offset % 2^32, priority]`. */
+export const BATCH_FIELDS = 5
+/** Batch results that are not an errno (the addon's `marker` module). */
+export const RESULT_ABORTED = -1048577
+export const RESULT_CLOSED = -1048578
+
+/** A validated batch, encoded for one crossing into native code. */
+export interface PreparedBatch {
+  count: number
+  /** {@link BATCH_FIELDS} doubles per operation. */
+  descriptor: Float64Array
+  /** The buffer of each read or write; `undefined` for syncs. */
+  views: Array<ArrayBufferView | undefined>
+}
+
 export interface EngineOptions {
   maxRequests: number
   poolSize: number | undefined
@@ -38,6 +53,11 @@ export interface Engine {
    * syncs. The caller has validated everything and checked that `signal` is not aborted.
    */
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown>
+  /**
+   * Starts a batch; resolves with one result per operation: bytes moved (0 for a sync), a
+   * negative errno, or {@link RESULT_ABORTED} / {@link RESULT_CLOSED}.
+   */
+  submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array>
   /** Rejects queued operations, waits for those in flight, releases everything. */
   close(): Promise<void>
   /** Worker threads of the thread backend. */

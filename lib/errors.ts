@@ -27,11 +27,27 @@ export type Syscall = (typeof SYSCALLS)[number]
 
 let errorMap: Map<number, [string, string]> | undefined
 
-/** An OS error for `errno` (negative, as Node reports it) raised by `syscall`. */
-export function systemError(errno: number, syscall: string): SystemError {
+const EINVAL = -22
+
+/** Whether `fd` was opened with O_DIRECT; set by the native layer when the addon loads. */
+let isDirect: ((fd: number) => boolean) | undefined
+
+export function setDirectIoProbe(probe: (fd: number) => boolean): void {
+  isDirect = probe
+}
+
+/**
+ * An OS error for `errno` (negative, as Node reports it) raised by `syscall` on `fd`. An
+ * `EINVAL` from a read or write on an `O_DIRECT` descriptor says what O_DIRECT needs.
+ */
+export function systemError(errno: number, syscall: string, fd?: number): SystemError {
   errorMap ??= getSystemErrorMap()
   const [code, description] = errorMap.get(errno) ?? ['UNKNOWN', 'unknown error']
-  const error = new Error(`${code}: ${description}, ${syscall}`) as SystemError
+  const hint =
+    errno === EINVAL && fd !== undefined && (syscall === 'read' || syscall === 'write') && isDirect?.(fd)
+      ? ' (O_DIRECT needs aligned buffer, offset and length: use alignedBuffer() and multiples of the block size)'
+      : ''
+  const error = new Error(`${code}: ${description}, ${syscall}${hint}`) as SystemError
   error.errno = errno
   error.code = code
   error.syscall = syscall
@@ -95,10 +111,11 @@ export const NATIVE_CLOSED = 2
 
 /**
  * The error factory the native addon calls: `code` is a negative errno, or
- * {@link NATIVE_ABORTED} / {@link NATIVE_CLOSED}; `opcode` indexes {@link SYSCALLS}.
+ * {@link NATIVE_ABORTED} / {@link NATIVE_CLOSED}; `opcode` indexes {@link SYSCALLS}; `fd`
+ * is the operation's descriptor.
  */
-export function errorFromNative(code: number, opcode: number): Error {
+export function errorFromNative(code: number, opcode: number, fd: number): Error {
   if (code === NATIVE_ABORTED) return new AbortError()
   if (code === NATIVE_CLOSED) return closedError()
-  return systemError(code, SYSCALLS[opcode] ?? 'read')
+  return systemError(code, SYSCALLS[opcode] ?? 'read', fd)
 }

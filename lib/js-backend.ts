@@ -3,28 +3,68 @@
  * callback API (the fastest `fs` offers). It works wherever Node, Bun or Deno run, and it
  * is the floor every native backend must beat.
  *
- * `fs` cannot cancel an operation it started, so an AbortSignal only removes operations
- * still waiting in this backend's own queue; one already handed to `fs` settles with its
- * real result.
+ * Work is queued as tasks — one operation, or one linked chain of a batch run in order —
+ * and at most `maxRequests` tasks are in flight. `fs` cannot cancel an operation it
+ * started, so an AbortSignal only removes tasks still waiting in the queue; one already
+ * handed to `fs` settles with its real result.
  */
 import * as fs from 'node:fs'
 
 import { AbortError, closedError, SYSCALLS, systemError } from './errors'
-import { Fulfil, Opcode } from './engine'
-import type { Engine, EngineOptions } from './engine'
+import { Fulfil, Opcode, BATCH_FIELDS, RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import type { Engine, EngineOptions, PreparedBatch } from './engine'
 import type { Offset } from './validate'
 
-interface Job {
-  opcode: Opcode
-  fd: number
-  offset: Offset
-  view: ArrayBufferView | undefined
-  fulfil: Fulfil
-  resolve: (value: unknown) => void
-  reject: (error: Error) => void
+const ECANCELED = -125
+const EFBIG = -27
+
+interface Task {
+  /** Starts the work; calls `finish` exactly once when it is over. */
+  run(finish: () => void): void
+  /** Settles the task without running it, as aborted or closed. */
+  drop(why: typeof RESULT_ABORTED | typeof RESULT_CLOSED): void
   signal: AbortSignal | undefined
   onAbort: (() => void) | undefined
   queued: boolean
+}
+
+/** Runs one operation; `done` gets a byte count or a negative errno. */
+function perform(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, done: (result: number) => void): void {
+  const settle = (error: NodeJS.ErrnoException | null, count?: number): void => {
+    done(error ? (typeof error.errno === 'number' ? error.errno : -5) : (count ?? 0))
+  }
+  try {
+    switch (opcode) {
+      case Opcode.Read: {
+        const target = view as NodeJS.ArrayBufferView
+        // fs.read answers a zero-length read without asking the OS; a native backend asks,
+        // so a bad descriptor fails the same way everywhere.
+        if (target.byteLength === 0) fs.fstat(fd, (error) => settle(error, 0))
+        else fs.read(fd, target, 0, target.byteLength, offset, settle)
+        return
+      }
+      case Opcode.Write: {
+        const source = view as NodeJS.ArrayBufferView
+        // fs.write takes no bigint position; past 2^53 bytes no file system can store data
+        // anyway, and the kernel answers EFBIG.
+        if (typeof offset === 'bigint') process.nextTick(done, EFBIG)
+        else if (source.byteLength === 0) fs.fstat(fd, (error) => settle(error, 0))
+        else fs.write(fd, source, 0, source.byteLength, offset, settle)
+        return
+      }
+      case Opcode.Fsync:
+        fs.fsync(fd, (error) => settle(error))
+        return
+      case Opcode.Fdatasync:
+        fs.fdatasync(fd, (error) => settle(error))
+        return
+    }
+  } catch (error) {
+    // fs validates synchronously; ours validated already, so this is an fs limit we did not
+    // foresee: report it on this operation alone, asynchronously as the OS would.
+    const errno = (error as NodeJS.ErrnoException).errno
+    process.nextTick(done, typeof errno === 'number' ? errno : -22)
+  }
 }
 
 export class JsEngine implements Engine {
@@ -32,7 +72,7 @@ export class JsEngine implements Engine {
   readonly sqpoll = false
   readonly #maxRequests: number
   #inFlight = 0
-  #queue: Job[] = []
+  #queue: Array<Task | undefined> = []
   #queueHead = 0
   #closing = false
   #closeWaiters: Array<() => void> = []
@@ -43,87 +83,130 @@ export class JsEngine implements Engine {
 
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, _priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      if (this.#closing) {
-        reject(closedError())
-        return
+      if (this.#closing) return reject(closedError())
+      this.#schedule({
+        run(finish) {
+          perform(opcode, fd, offset, view, (result) => {
+            if (result < 0) reject(systemError(result, SYSCALLS[opcode], fd))
+            else resolve(fulfilment(fulfil, view, result))
+            finish()
+          })
+        },
+        drop(why) {
+          reject(why === RESULT_ABORTED ? new AbortError(undefined, { cause: signal?.reason }) : closedError())
+        },
+        signal,
+        onAbort: undefined,
+        queued: false,
+      })
+    })
+  }
+
+  submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array> {
+    return new Promise((resolve, reject) => {
+      if (this.#closing) return reject(closedError())
+      const { descriptor, views, count } = batch
+      const results = new Float64Array(count)
+      let remaining = count
+      if (count === 0) return resolve(results)
+      // One listener for the whole batch drops whichever of its chains are still queued.
+      const tasks: Task[] = []
+      const onAbort = (): void => {
+        for (const task of tasks) this.#drop(task, RESULT_ABORTED)
       }
-      const job: Job = { opcode, fd, offset, view, fulfil, resolve, reject, signal, onAbort: undefined, queued: false }
-      if (this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length) {
-        this.#run(job)
-        return
+      signal?.addEventListener('abort', onAbort, { once: true })
+      const record = (position: number, value: number): void => {
+        results[position] = value
+        if (--remaining > 0) return
+        signal?.removeEventListener('abort', onAbort)
+        resolve(results)
       }
-      job.queued = true
-      this.#queue.push(job)
-      if (signal !== undefined) {
-        job.onAbort = () => this.#abortQueued(job)
-        signal.addEventListener('abort', job.onAbort, { once: true })
+      let first = 0
+      while (first < count) {
+        let end = first
+        while (end + 1 < count && (descriptor[end * BATCH_FIELDS] as number) & 0x100) end++
+        const [from, to] = [first, end]
+        const task: Task = {
+          run(finish) {
+            const step = (position: number): void => {
+              if (position > to) return finish()
+              const field = position * BATCH_FIELDS
+              const opcode = (descriptor[field] as number) & 0xff
+              const [high, low] = [descriptor[field + 2] as number, descriptor[field + 3] as number]
+              const offset = high < 2 ** 21 ? high * 2 ** 32 + low : (BigInt(high) << 32n) | BigInt(low)
+              perform(opcode, descriptor[field + 1] as number, offset, views[position], (result) => {
+                record(position, result)
+                if (result >= 0) return step(position + 1)
+                // A failed link cancels the rest of its chain.
+                for (let rest = position + 1; rest <= to; rest++) record(rest, ECANCELED)
+                finish()
+              })
+            }
+            step(from)
+          },
+          drop(why) {
+            for (let position = from; position <= to; position++) record(position, why)
+          },
+          signal: undefined,
+          onAbort: undefined,
+          queued: false,
+        }
+        tasks.push(task)
+        this.#schedule(task)
+        first = end + 1
       }
     })
   }
 
-  #abortQueued(job: Job): void {
-    if (!job.queued) return
-    const index = this.#queue.indexOf(job, this.#queueHead)
-    if (index >= 0) this.#queue.splice(index, 1)
-    job.queued = false
-    job.reject(new AbortError(undefined, { cause: job.signal?.reason }))
+  #schedule(task: Task): void {
+    if (this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length) {
+      this.#run(task)
+      return
+    }
+    task.queued = true
+    this.#queue.push(task)
+    const signal = task.signal
+    if (signal !== undefined) {
+      task.onAbort = () => this.#drop(task, RESULT_ABORTED)
+      signal.addEventListener('abort', task.onAbort, { once: true })
+    }
   }
 
-  #run(job: Job): void {
+  #drop(task: Task, why: typeof RESULT_ABORTED | typeof RESULT_CLOSED): void {
+    if (!task.queued) return
+    const index = this.#queue.indexOf(task, this.#queueHead)
+    if (index >= 0) this.#queue[index] = undefined
+    this.#dequeued(task)
+    task.drop(why)
+  }
+
+  #dequeued(task: Task): void {
+    task.queued = false
+    if (task.onAbort) task.signal?.removeEventListener('abort', task.onAbort)
+  }
+
+  #run(task: Task): void {
     this.#inFlight++
-    const done = (error: NodeJS.ErrnoException | null, count?: number): void => {
+    let finished = false
+    task.run(() => {
+      if (finished) return
+      finished = true
       this.#inFlight--
-      if (error) job.reject(systemError(typeof error.errno === 'number' ? error.errno : -5, SYSCALLS[job.opcode]))
-      else job.resolve(fulfilment(job, count ?? 0))
       this.#pump()
-    }
-    const { fd, view, offset } = job
-    try {
-      switch (job.opcode) {
-        case Opcode.Read: {
-          const target = view as NodeJS.ArrayBufferView
-          // fs.read answers a zero-length read without asking the OS; a native backend
-          // asks, so a bad descriptor fails the same way everywhere.
-          if (target.byteLength === 0) fs.fstat(fd, (error) => done(error, 0))
-          else fs.read(fd, target, 0, target.byteLength, offset, (error, count) => done(error, count))
-          break
-        }
-        case Opcode.Write: {
-          const source = view as NodeJS.ArrayBufferView
-          if (typeof offset === 'bigint') {
-            // Past 2^53 bytes no file system Node runs on can store data: the kernel says EFBIG.
-            process.nextTick(done, Object.assign(new Error('EFBIG'), { errno: -27 }))
-          } else if (source.byteLength === 0) fs.fstat(fd, (error) => done(error, 0))
-          else fs.write(fd, source, 0, source.byteLength, offset, (error, count) => done(error, count))
-          break
-        }
-        case Opcode.Fsync:
-          fs.fsync(fd, (error) => done(error))
-          break
-        case Opcode.Fdatasync:
-          fs.fdatasync(fd, (error) => done(error))
-          break
-      }
-    } catch (error) {
-      // fs validates its arguments synchronously; ours were validated already, so this is
-      // an fs limit we did not foresee: report it on this operation alone.
-      this.#inFlight--
-      job.reject(error instanceof Error ? error : new Error(String(error)))
-      this.#pump()
-    }
+    })
   }
 
   #pump(): void {
     while (this.#inFlight < this.#maxRequests && this.#queueHead < this.#queue.length) {
-      const job = this.#queue[this.#queueHead] as Job
-      this.#queue[this.#queueHead++] = undefined as unknown as Job
+      const task = this.#queue[this.#queueHead]
+      this.#queue[this.#queueHead++] = undefined
       if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
         this.#queue = this.#queue.slice(this.#queueHead)
         this.#queueHead = 0
       }
-      job.queued = false
-      if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
-      this.#run(job)
+      if (task === undefined) continue // dropped while queued
+      this.#dequeued(task)
+      this.#run(task)
     }
     if (this.#closing && this.#inFlight === 0) {
       for (const resolve of this.#closeWaiters.splice(0)) resolve()
@@ -138,10 +221,10 @@ export class JsEngine implements Engine {
         const waiting = this.#queue.slice(this.#queueHead)
         this.#queue = []
         this.#queueHead = 0
-        for (const job of waiting) {
-          job.queued = false
-          if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort)
-          job.reject(closedError())
+        for (const task of waiting) {
+          if (task === undefined) continue
+          this.#dequeued(task)
+          task.drop(RESULT_CLOSED)
         }
       }
       this.#pump()
@@ -149,15 +232,15 @@ export class JsEngine implements Engine {
   }
 }
 
-function fulfilment(job: Job, count: number): unknown {
-  switch (job.fulfil) {
+function fulfilment(fulfil: Fulfil, view: ArrayBufferView | undefined, count: number): unknown {
+  switch (fulfil) {
     case Fulfil.Count:
       return count
     case Fulfil.Nothing:
       return undefined
     case Fulfil.View: {
-      const view = job.view as Buffer
-      return count === view.byteLength ? view : view.subarray(0, count)
+      const buffer = view as Buffer
+      return count === buffer.byteLength ? buffer : buffer.subarray(0, count)
     }
   }
 }

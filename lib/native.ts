@@ -3,8 +3,8 @@
  * over one native context. The addon's surface is positional and internal; this file is
  * the only one that touches it.
  */
-import { errorFromNative } from './errors'
-import type { BackendName, Engine, EngineOptions, Fulfil, Opcode } from './engine'
+import { errorFromNative, setDirectIoProbe } from './errors'
+import type { BackendName, Engine, EngineOptions, Fulfil, Opcode, PreparedBatch } from './engine'
 import type { Offset } from './validate'
 
 /** An opaque native context (a tagged external). */
@@ -14,14 +14,17 @@ interface NativeContext {
 
 /** The raw functions `crates/node` exports. */
 interface Binding {
-  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, makeError: (code: number, opcode: number) => Error, shrink: (view: ArrayBufferView, count: number) => ArrayBufferView): NativeContext
+  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, makeError: (code: number, opcode: number, fd: number) => Error, shrink: (view: ArrayBufferView, count: number) => ArrayBufferView): NativeContext
   start(ctx: NativeContext, opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil): Promise<unknown>
+  submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): Promise<void>
   flush(ctx: NativeContext): void
   lastToken(ctx: NativeContext): number
   cancel(ctx: NativeContext, token: number): void
   close(ctx: NativeContext): Promise<void>
   details(ctx: NativeContext): { poolSize: number; sqpoll: boolean }
   probe(backend: string): string | null
+  address(view: ArrayBufferView): number
+  isDirect(fd: number): boolean
   errnoNames(): Array<[number, string, string]>
 }
 
@@ -45,7 +48,9 @@ export function loadBinding(): Loaded {
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    loaded = { binding: require('../../binding.js') as Binding }
+    const binding = require('../../binding.js') as Binding
+    setDirectIoProbe(binding.isDirect)
+    loaded = { binding }
   } catch (error) {
     const message = error instanceof Error ? error.message.split('\n')[0] : String(error)
     loaded = { reason: `the native addon did not load for ${process.platform}-${process.arch}: ${message}` }
@@ -80,12 +85,24 @@ export class NativeEngine implements Engine {
     this.#binding.flush(this.#ctx)
   }
 
-  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
-    const promise = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority, fulfil)
+  submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array> {
+    const results = new Float64Array(batch.count)
+    const promise = this.#binding.submit(this.#ctx, batch.descriptor, batch.views, results)
+    this.#queueFlush()
+    if (signal !== undefined) this.#cancelOnAbort(promise, signal)
+    return promise.then(() => results)
+  }
+
+  #queueFlush(): void {
     if (!this.#flushQueued) {
       this.#flushQueued = true
       queueMicrotask(this.#flush)
     }
+  }
+
+  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
+    const promise = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority, fulfil)
+    this.#queueFlush()
     if (signal !== undefined) this.#cancelOnAbort(promise, signal)
     return promise
   }

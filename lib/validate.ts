@@ -15,11 +15,11 @@ export const MAX_PRIORITY = 0xffff
 /** A file offset as the backends take it: a safe integer, or a bigint above that range. */
 export type Offset = number | bigint
 
-export function validateFd(fd: unknown): number {
+export function validateFd(fd: unknown, name = 'fd'): number {
   if (typeof fd === 'number' && fd >>> 0 === fd && fd <= MAX_FD) return fd
-  if (typeof fd !== 'number') throw invalidArgType('fd', 'of type number', fd)
-  if (!Number.isInteger(fd)) throw outOfRange('fd', 'an integer', fd)
-  throw outOfRange('fd', `>= 0 && <= ${MAX_FD}`, fd)
+  if (typeof fd !== 'number') throw invalidArgType(name, 'of type number', fd)
+  if (!Number.isInteger(fd)) throw outOfRange(name, 'an integer', fd)
+  throw outOfRange(name, `>= 0 && <= ${MAX_FD}`, fd)
 }
 
 export function validateOffset(offset: unknown, name = 'offset'): Offset {
@@ -68,12 +68,12 @@ function isDetached(buffer: ArrayBufferLike): boolean {
 }
 
 /** Data to write: a view as is, a string as UTF-8. */
-export function validateData(data: unknown): ArrayBufferView {
+export function validateData(data: unknown, name = 'data'): ArrayBufferView {
   if (typeof data === 'string') return Buffer.from(data, 'utf8')
   if (!ArrayBuffer.isView(data)) {
-    throw invalidArgType('data', 'of type string or an instance of Buffer, TypedArray, or DataView', data)
+    throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray, or DataView', data)
   }
-  return validateView(data, 'data')
+  return validateView(data, name)
 }
 
 export function validatePriority(priority: unknown, name = 'priority'): number {

@@ -175,3 +175,18 @@ pub fn result_errno(result: i64) -> Option<i32> {
     None
   }
 }
+
+/// Whether `fd` was opened with `O_DIRECT`, so that an `EINVAL` from a read or write on it
+/// most likely means a misaligned buffer, offset or length.
+#[cfg(target_os = "linux")]
+pub fn opened_with_direct_io(fd: RawFd) -> bool {
+  // SAFETY: F_GETFL takes no pointer; a bad fd just fails.
+  let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+  flags >= 0 && flags & libc::O_DIRECT != 0
+}
+
+/// Whether `fd` was opened with `O_DIRECT` (never, where there is no such flag).
+#[cfg(not(target_os = "linux"))]
+pub fn opened_with_direct_io(_fd: RawFd) -> bool {
+  false
+}

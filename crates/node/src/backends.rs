@@ -11,6 +11,7 @@ pub struct Options {
   /// Worker threads for the `thread` backend (0: its default).
   pub pool_size: usize,
   /// Kernel-side submission polling for the `uring` backend.
+  #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
   pub sqpoll: bool,
 }
 
@@ -35,12 +36,12 @@ pub fn probe(name: &str) -> Result<(), String> {
     "thread" => caio_core::Notifier::new()
       .map(drop)
       .map_err(|error| format!("cannot create a completion notifier: {error}")),
-    "uring" => {
-      Err("not built into this version of the addon (the uring backend is not written yet)".into())
-    }
-    "linux" => {
-      Err("not built into this version of the addon (the linux backend is not written yet)".into())
-    }
+    #[cfg(target_os = "linux")]
+    "uring" => caio_uring::probe(),
+    #[cfg(target_os = "linux")]
+    "linux" => caio_linux_aio::probe(1),
+    #[cfg(not(target_os = "linux"))]
+    "uring" | "linux" => Err("needs Linux".into()),
     other => Err(format!("no native backend named {other:?}")),
   }
 }
@@ -60,6 +61,30 @@ pub fn open(name: &str, options: &Options) -> Result<Opened, String> {
           pool_size: backend.pool_size(),
           sqpoll: false,
         },
+        backend: Box::new(backend),
+      })
+    }
+    #[cfg(target_os = "linux")]
+    "uring" => {
+      let uring_options = caio_uring::UringOptions {
+        sqpoll: options.sqpoll,
+      };
+      let backend = caio_uring::UringBackend::new(options.capacity, uring_options)
+        .map_err(|error| format!("cannot set up an io_uring: {error}"))?;
+      Ok(Opened {
+        details: Details {
+          pool_size: 0,
+          sqpoll: backend.sqpoll_active(),
+        },
+        backend: Box::new(backend),
+      })
+    }
+    #[cfg(target_os = "linux")]
+    "linux" => {
+      let backend = caio_linux_aio::AioBackend::new(options.capacity)
+        .map_err(|error| caio_linux_aio::setup_error_message(&error))?;
+      Ok(Opened {
+        details: Details::default(),
         backend: Box::new(backend),
       })
     }

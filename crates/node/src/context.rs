@@ -52,17 +52,123 @@ pub mod reason {
 const INDEX_BITS: u32 = 24;
 const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 const GENERATION_LIMIT: u32 = 1 << 29;
+/// Tokens of operations inside a batch (which never reach JavaScript) also carry their
+/// position in the batch, and the low 8 bits of the batch slot's generation.
+const BATCH_BIT: u64 = 1 << 63;
+const BATCH_OP_SHIFT: u32 = 32;
+
+/// Results of batch operations that are not an errno: set in the batch's result array
+/// and turned into an AbortError / `ERR_CAIO_CLOSED` by the facade.
+pub mod marker {
+  /// Cancelled through the batch's AbortSignal.
+  pub const ABORTED: f64 = -1_048_577.0;
+  /// Dropped from the queue because the context closed.
+  pub const CLOSED: f64 = -1_048_578.0;
+}
+
+/// What a token names: a slot, and for batch operations their position.
+#[derive(Clone, Copy)]
+struct TokenParts {
+  index: usize,
+  generation: u32,
+  batch_op: Option<usize>,
+}
+
+fn single_token(index: u32, generation: u32) -> u64 {
+  (u64::from(generation) << INDEX_BITS) | u64::from(index)
+}
+
+fn batch_token(index: u32, generation: u32, op: usize) -> u64 {
+  BATCH_BIT
+    | ((op as u64) << BATCH_OP_SHIFT)
+    | (u64::from(generation & 0xff) << INDEX_BITS)
+    | u64::from(index)
+}
+
+fn decode(token: u64) -> TokenParts {
+  let index = (token & INDEX_MASK) as usize;
+  if token & BATCH_BIT == 0 {
+    TokenParts {
+      index,
+      generation: (token >> INDEX_BITS) as u32,
+      batch_op: None,
+    }
+  } else {
+    TokenParts {
+      index,
+      generation: ((token >> INDEX_BITS) & 0xff) as u32,
+      batch_op: Some(((token & !BATCH_BIT) >> BATCH_OP_SHIFT) as usize),
+    }
+  }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum OpState {
+  Waiting,
+  InBackend,
+  Done,
+}
+
+/// One `submit(ops)` call: its operations, where each one is, and where results go.
+pub struct Batch {
+  ops: Vec<Operation>,
+  state: Vec<OpState>,
+  /// The facade's `Float64Array` of results, one per operation, pinned by `results_pin`.
+  results: *mut f64,
+  results_pin: sys::napi_ref,
+  remaining: usize,
+}
+
+impl Batch {
+  /// A batch of `ops` writing its results to `results` (which `results_pin` keeps alive and
+  /// which has room for one `f64` per operation).
+  pub fn new(ops: Vec<Operation>, results: *mut f64, results_pin: sys::napi_ref) -> Batch {
+    let count = ops.len();
+    Batch {
+      ops,
+      state: vec![OpState::Waiting; count],
+      results,
+      results_pin,
+      remaining: count,
+    }
+  }
+
+  /// The operations from `first` to the end of its linked chain.
+  fn chain(&self, first: usize) -> std::ops::Range<usize> {
+    let mut end = first;
+    while end + 1 < self.ops.len() && self.ops[end].link {
+      end += 1;
+    }
+    first..end + 1
+  }
+
+  fn record(&mut self, op: usize, value: f64) {
+    // SAFETY: `results` spans one f64 per operation (checked when the batch was made) and is
+    // kept alive by `results_pin` until the batch settles; only the JS thread writes it.
+    unsafe { *self.results.add(op) = value };
+    self.state[op] = OpState::Done;
+    self.remaining -= 1;
+  }
+}
+
+enum Work {
+  Free,
+  Single {
+    op: Operation,
+    fulfil: Fulfil,
+    in_backend: bool,
+  },
+  Batch(Box<Batch>),
+}
 
 struct Slot {
   generation: u32,
   /// Null when the slot is free.
   deferred: sys::napi_deferred,
-  /// The buffer's pin; null for syncs.
+  /// The buffer's pin (the views array, for a batch); null for syncs.
   pin: sys::napi_ref,
-  op: Operation,
-  fulfil: Fulfil,
   abort_requested: bool,
-  in_backend: bool,
+  work: Work,
 }
 
 /// Operations settled inline (inside the flush that submitted them) before the context
@@ -78,7 +184,10 @@ pub struct Context {
   watcher: Option<CompletionWatcher>,
   slots: Vec<Slot>,
   free: Vec<u32>,
-  waiting: VecDeque<u32>,
+  /// Tokens of operations (or heads of linked chains) waiting for room in the backend.
+  waiting: VecDeque<u64>,
+  /// Operations pushed into the backend and not yet reaped.
+  in_backend: usize,
   completions: Vec<Completion>,
   /// Slots in use: waiting in the FIFO or in the backend.
   outstanding: usize,
@@ -119,6 +228,7 @@ impl Context {
       slots: Vec::new(),
       free: Vec::new(),
       waiting: VecDeque::new(),
+      in_backend: 0,
       completions: Vec::with_capacity(256),
       outstanding: 0,
       active: false,
@@ -206,7 +316,7 @@ impl Context {
   ) -> JsResult<sys::napi_value> {
     let (promise, deferred) = env.promise()?;
     if self.closing || self.backend.is_none() {
-      let error = self.make_error(env, reason::CLOSED, op.opcode);
+      let error = self.make_error(env, reason::CLOSED, &op);
       env.settle(deferred, false, error);
       return Ok(promise);
     }
@@ -217,20 +327,76 @@ impl Context {
     };
     let index = self.allocate_slot();
     let slot = &mut self.slots[index as usize];
-    op.token = (u64::from(slot.generation) << INDEX_BITS) | u64::from(index);
+    op.token = single_token(index, slot.generation);
     slot.deferred = deferred;
     slot.pin = pin;
-    slot.op = op;
-    slot.fulfil = fulfil;
     slot.abort_requested = false;
-    slot.in_backend = false;
+    slot.work = Work::Single {
+      op,
+      fulfil,
+      in_backend: false,
+    };
     self.last_token = op.token;
     self.outstanding += 1;
-    if !(self.waiting.is_empty() && self.push(index)) {
-      self.waiting.push_back(index);
+    self.enqueue(op.token);
+    self.sync_activity(env);
+    Ok(promise)
+  }
+
+  /// Starts a batch and returns one Promise for all of it, resolved with `undefined` once
+  /// every operation has a result in the batch's result array. `pin` keeps the batch's
+  /// buffers alive (the facade's array of views); each operation's `buf`/`len` lies inside
+  /// one of them.
+  pub fn start_batch(
+    &mut self,
+    env: Env,
+    mut batch: Batch,
+    pin: sys::napi_value,
+  ) -> JsResult<sys::napi_value> {
+    let (promise, deferred) = env.promise()?;
+    if self.closing || self.backend.is_none() {
+      let error = self.make_error(env, reason::CLOSED, &Operation::sync(Opcode::Read, -1, 0));
+      env.settle(deferred, false, error);
+      env.delete_reference(batch.results_pin);
+      return Ok(promise);
+    }
+    if batch.ops.is_empty() {
+      env.settle(deferred, true, env.undefined());
+      env.delete_reference(batch.results_pin);
+      return Ok(promise);
+    }
+    let pin = env.reference(pin, 1)?;
+    let index = self.allocate_slot();
+    let generation = self.slots[index as usize].generation;
+    for (position, op) in batch.ops.iter_mut().enumerate() {
+      op.token = batch_token(index, generation, position);
+    }
+    let mut heads = Vec::new();
+    let mut first = 0;
+    while first < batch.ops.len() {
+      heads.push(batch.ops[first].token);
+      first = batch.chain(first).end;
+    }
+    self.outstanding += batch.ops.len();
+    let slot = &mut self.slots[index as usize];
+    slot.deferred = deferred;
+    slot.pin = pin;
+    slot.abort_requested = false;
+    slot.work = Work::Batch(Box::new(batch));
+    self.last_token = single_token(index, generation);
+    for head in heads {
+      self.enqueue(head);
     }
     self.sync_activity(env);
     Ok(promise)
+  }
+
+  /// Pushes the operation (or linked chain) `token` names into the backend, or queues it
+  /// behind the ones already waiting, so the FIFO keeps its order.
+  fn enqueue(&mut self, token: u64) {
+    if !(self.waiting.is_empty() && self.push(token)) {
+      self.waiting.push_back(token);
+    }
   }
 
   fn allocate_slot(&mut self) -> u32 {
@@ -242,32 +408,64 @@ impl Context {
       generation: 0,
       deferred: ptr::null_mut(),
       pin: ptr::null_mut(),
-      op: Operation::sync(Opcode::Fsync, -1, 0),
-      fulfil: Fulfil::Nothing,
       abort_requested: false,
-      in_backend: false,
+      work: Work::Free,
     });
     index
   }
 
-  /// Whether the context can take another operation (the FIFO holds slot indices within
-  /// `INDEX_BITS`).
+  /// Whether the context can take another operation (slot indices fit in `INDEX_BITS`).
   pub fn has_room(&self) -> bool {
     !self.free.is_empty() || (self.slots.len() as u64) < INDEX_MASK
   }
 
-  /// Hands a slot's operation to the backend; false when the backend is full.
-  fn push(&mut self, index: u32) -> bool {
+  /// The most operations one linked chain may hold: all of it must fit in the backend.
+  pub fn capacity(&self) -> usize {
+    self
+      .backend
+      .as_ref()
+      .map_or(0, |backend| backend.capacity())
+  }
+
+  /// Hands the operation `token` names — with the rest of its chain, for a linked batch
+  /// operation — to the backend; false when the backend has no room for all of it.
+  fn push(&mut self, token: u64) -> bool {
     let Some(backend) = self.backend.as_mut() else {
       return false;
     };
-    let slot = &mut self.slots[index as usize];
-    // SAFETY: the buffer rule: `slot.pin` holds the buffer `op.buf` points into, and is
-    // released only in `settle`, after this operation's completion was reaped.
-    if unsafe { backend.push(slot.op) }.is_err() {
-      return false;
+    let parts = decode(token);
+    let room = backend.capacity().saturating_sub(self.in_backend);
+    match (&mut self.slots[parts.index].work, parts.batch_op) {
+      (Work::Single { op, in_backend, .. }, None) => {
+        if room == 0 {
+          return false;
+        }
+        // SAFETY: the buffer rule: the slot's `pin` holds the buffer `op.buf` points into,
+        // and is released only in `settle`, after this operation's completion was reaped.
+        if unsafe { backend.push(*op) }.is_err() {
+          return false;
+        }
+        *in_backend = true;
+        self.in_backend += 1;
+      }
+      (Work::Batch(batch), Some(first)) => {
+        let chain = batch.chain(first);
+        if chain.len() > room {
+          return false;
+        }
+        for position in chain {
+          // SAFETY: the buffer rule: the slot's `pin` holds every view of the batch, and is
+          // released only when the batch's last completion has been reaped. There is room
+          // for the whole chain, so no push in it fails.
+          if unsafe { backend.push(batch.ops[position]) }.is_err() {
+            break;
+          }
+          batch.state[position] = OpState::InBackend;
+          self.in_backend += 1;
+        }
+      }
+      _ => return false,
     }
-    slot.in_backend = true;
     self.unsubmitted = true;
     true
   }
@@ -307,10 +505,7 @@ impl Context {
   /// frees up. Returns how many operations it settled.
   fn reap_and_settle(&mut self, env: Env) -> usize {
     let mut settled = 0;
-    loop {
-      let Some(backend) = self.backend.as_mut() else {
-        break;
-      };
+    while let Some(backend) = self.backend.as_mut() {
       let mut ready = std::mem::take(&mut self.completions);
       backend.reap(&mut ready);
       if ready.is_empty() {
@@ -318,12 +513,13 @@ impl Context {
         break;
       }
       settled += ready.len();
+      self.in_backend -= ready.len();
       for completion in ready.drain(..) {
         self.settle(env, completion);
       }
       self.completions = ready;
-      while let Some(&index) = self.waiting.front() {
-        if !self.push(index) {
+      while let Some(&token) = self.waiting.front() {
+        if !self.push(token) {
           break;
         }
         self.waiting.pop_front();
@@ -337,36 +533,71 @@ impl Context {
   }
 
   fn settle(&mut self, env: Env, completion: Completion) {
-    let index = (completion.token & INDEX_MASK) as usize;
-    let Some(slot) = self.slots.get(index) else {
+    let parts = decode(completion.token);
+    let Some(slot) = self.slots.get_mut(parts.index) else {
       return;
     };
-    if slot.deferred.is_null() || (completion.token >> INDEX_BITS) as u32 != slot.generation {
+    let generation = if parts.batch_op.is_some() {
+      slot.generation & 0xff
+    } else {
+      slot.generation
+    };
+    if slot.deferred.is_null() || parts.generation != generation {
       return;
     }
-    let (deferred, pin, op, fulfil, aborted) = (
-      slot.deferred,
-      slot.pin,
-      slot.op,
-      slot.fulfil,
-      slot.abort_requested,
-    );
-    let (fulfilled, value) = if completion.result >= 0 {
-      (
-        true,
-        self.fulfilment(env, fulfil, pin, op.len, completion.result as u64),
-      )
-    } else {
-      let errno = (-completion.result) as i32;
-      let code = if aborted && errno == libc::ECANCELED {
-        reason::ABORTED
-      } else {
-        -errno
-      };
-      (false, self.make_error(env, code, op.opcode))
+    let aborted = slot.abort_requested && completion.result == -i64::from(libc::ECANCELED);
+    match (&mut slot.work, parts.batch_op) {
+      (Work::Single { op, fulfil, .. }, None) => {
+        let (deferred, pin, op, fulfil) = (slot.deferred, slot.pin, *op, *fulfil);
+        let (fulfilled, value) = if completion.result >= 0 {
+          (
+            true,
+            self.fulfilment(env, fulfil, pin, op.len, completion.result as u64),
+          )
+        } else {
+          let code = if aborted {
+            reason::ABORTED
+          } else {
+            completion.result as i32
+          };
+          (false, self.make_error(env, code, &op))
+        };
+        env.settle(deferred, fulfilled, value);
+        env.delete_reference(pin);
+        self.free_slot(parts.index);
+        self.outstanding -= 1;
+      }
+      (Work::Batch(batch), Some(position))
+        if batch.state.get(position) == Some(&OpState::InBackend) =>
+      {
+        batch.record(
+          position,
+          if aborted {
+            marker::ABORTED
+          } else {
+            completion.result as f64
+          },
+        );
+        self.outstanding -= 1;
+        self.finish_batch_if_done(env, parts.index);
+      }
+      _ => {}
+    }
+  }
+
+  /// Resolves a batch's Promise once all its operations have results.
+  fn finish_batch_if_done(&mut self, env: Env, index: usize) {
+    let slot = &mut self.slots[index];
+    let Work::Batch(batch) = &slot.work else {
+      return;
     };
-    env.settle(deferred, fulfilled, value);
+    if batch.remaining > 0 {
+      return;
+    }
+    let (deferred, pin, results_pin) = (slot.deferred, slot.pin, batch.results_pin);
+    env.settle(deferred, true, env.undefined());
     env.delete_reference(pin);
+    env.delete_reference(results_pin);
     self.free_slot(index);
   }
 
@@ -397,56 +628,106 @@ impl Context {
     let slot = &mut self.slots[index];
     slot.deferred = ptr::null_mut();
     slot.pin = ptr::null_mut();
+    slot.work = Work::Free;
     slot.generation = (slot.generation + 1) % GENERATION_LIMIT;
     self.free.push(index as u32);
-    self.outstanding -= 1;
   }
 
   /// Builds the facade's Node-shaped error: `code` is a negative errno or a [`reason`].
-  fn make_error(&self, env: Env, code: i32, opcode: Opcode) -> sys::napi_value {
+  fn make_error(&self, env: Env, code: i32, op: &Operation) -> sys::napi_value {
     let factory = env.reference_value(self.js.make_error);
+    let number = |n: f64| env.number(n).unwrap_or_else(|_| env.undefined());
     let args = [
-      env
-        .number(f64::from(code))
-        .unwrap_or_else(|_| env.undefined()),
-      env
-        .number(f64::from(opcode as u8))
-        .unwrap_or_else(|_| env.undefined()),
+      number(f64::from(code)),
+      number(f64::from(op.opcode as u8)),
+      number(f64::from(op.fd)),
     ];
     call_or_clear(env, factory, &args)
   }
 
-  /// Asks for the operation `token` to be cancelled: one still in the FIFO is dropped and
-  /// rejected at once; one in the backend is cancelled there, and rejects with an
-  /// AbortError only if the cancellation took effect.
+  /// Asks for the operation or batch `token` (as `last_token` gave it) to be cancelled:
+  /// what is still in the FIFO is dropped and settles as aborted at once; what is in the
+  /// backend is cancelled there, and settles as aborted only if the cancellation took effect.
   pub fn cancel(&mut self, env: Env, token: u64) {
-    let index = (token & INDEX_MASK) as usize;
-    let Some(slot) = self.slots.get_mut(index) else {
+    let parts = decode(token);
+    let Some(slot) = self.slots.get_mut(parts.index) else {
       return;
     };
-    if slot.deferred.is_null() || (token >> INDEX_BITS) as u32 != slot.generation {
+    if slot.deferred.is_null() || parts.batch_op.is_some() || parts.generation != slot.generation {
       return; // already settled
     }
     slot.abort_requested = true;
-    if slot.in_backend {
+    let mut to_cancel = Vec::new();
+    match &mut slot.work {
+      Work::Single {
+        in_backend: true, ..
+      } => to_cancel.push(token),
+      Work::Single {
+        in_backend: false, ..
+      } => {
+        self.waiting.retain(|&waiting| waiting != token);
+        self.settle_unsubmitted(env, token);
+      }
+      Work::Batch(batch) => {
+        to_cancel.extend(
+          (0..batch.ops.len())
+            .filter(|&i| batch.state[i] == OpState::InBackend)
+            .map(|i| batch.ops[i].token),
+        );
+        let index = parts.index;
+        self
+          .waiting
+          .retain(|&waiting| decode(waiting).index != index);
+        self.drop_waiting_batch_ops(env, index, marker::ABORTED);
+      }
+      Work::Free => {}
+    }
+    if !to_cancel.is_empty() {
       if let Some(backend) = self.backend.as_mut() {
-        backend.cancel(token);
+        for token in to_cancel {
+          backend.cancel(token);
+        }
         self.unsubmitted = true;
         self.submit();
       }
-      return;
     }
-    if let Some(position) = self.waiting.iter().position(|&i| i as usize == index) {
-      self.waiting.remove(position);
-    }
-    self.settle(
-      env,
-      Completion {
-        token,
-        result: -i64::from(libc::ECANCELED),
-      },
-    );
     self.sync_activity(env);
+  }
+
+  /// Settles a single operation that never reached the backend as aborted.
+  fn settle_unsubmitted(&mut self, env: Env, token: u64) {
+    let index = decode(token).index;
+    let slot = &self.slots[index];
+    let Work::Single { op, .. } = &slot.work else {
+      return;
+    };
+    let (deferred, pin, op) = (slot.deferred, slot.pin, *op);
+    let code = if self.closing {
+      reason::CLOSED
+    } else {
+      reason::ABORTED
+    };
+    let error = self.make_error(env, code, &op);
+    env.settle(deferred, false, error);
+    env.delete_reference(pin);
+    self.free_slot(index);
+    self.outstanding -= 1;
+  }
+
+  /// Gives every operation of batch `index` still waiting in the FIFO the result `value`.
+  fn drop_waiting_batch_ops(&mut self, env: Env, index: usize, value: f64) {
+    let Work::Batch(batch) = &mut self.slots[index].work else {
+      return;
+    };
+    let mut dropped = 0;
+    for position in 0..batch.ops.len() {
+      if batch.state[position] == OpState::Waiting {
+        batch.record(position, value);
+        dropped += 1;
+      }
+    }
+    self.outstanding -= dropped;
+    self.finish_batch_if_done(env, index);
   }
 
   /// Starts closing: operations still in the FIFO reject with `ERR_CAIO_CLOSED`, those in
@@ -457,13 +738,13 @@ impl Context {
     self.close_waiters.push(deferred);
     if !self.closing {
       self.closing = true;
-      while let Some(index) = self.waiting.pop_front() {
-        let slot = &self.slots[index as usize];
-        let (deferred, pin, opcode) = (slot.deferred, slot.pin, slot.op.opcode);
-        let error = self.make_error(env, reason::CLOSED, opcode);
-        env.settle(deferred, false, error);
-        env.delete_reference(pin);
-        self.free_slot(index as usize);
+      while let Some(token) = self.waiting.pop_front() {
+        let parts = decode(token);
+        if parts.batch_op.is_some() {
+          self.drop_waiting_batch_ops(env, parts.index, marker::CLOSED);
+        } else {
+          self.settle_unsubmitted(env, token);
+        }
       }
       self.submit();
     }
@@ -489,6 +770,27 @@ impl Context {
     if let Some(watcher) = self.watcher.take() {
       watcher.close(None);
     }
+  }
+
+  /// Tokens of every operation currently in the backend.
+  fn tokens_in_backend(&self) -> Vec<u64> {
+    let mut tokens = Vec::new();
+    for slot in self.slots.iter().filter(|slot| !slot.deferred.is_null()) {
+      match &slot.work {
+        Work::Single {
+          op,
+          in_backend: true,
+          ..
+        } => tokens.push(op.token),
+        Work::Batch(batch) => tokens.extend(
+          (0..batch.ops.len())
+            .filter(|&i| batch.state[i] == OpState::InBackend)
+            .map(|i| batch.ops[i].token),
+        ),
+        _ => {}
+      }
+    }
+    tokens
   }
 
   /// Holds the loop handle and the self-reference exactly while operations are outstanding.
@@ -597,13 +899,10 @@ unsafe extern "C" fn on_env_teardown(
     let ctx = &mut *target.cast::<Context>();
     ctx.cleanup_hook = ptr::null_mut();
     ctx.closing = true;
+    let tokens = ctx.tokens_in_backend();
     if let Some(backend) = ctx.backend.as_mut() {
-      for slot in ctx
-        .slots
-        .iter()
-        .filter(|slot| slot.in_backend && !slot.deferred.is_null())
-      {
-        backend.cancel(slot.op.token);
+      for token in tokens {
+        backend.cancel(token);
       }
       let _ = backend.submit();
     }

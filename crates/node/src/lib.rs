@@ -21,7 +21,7 @@ use napi::bindgen_prelude::{JsValue, Object};
 use napi::sys;
 use napi_derive::napi;
 
-use context::{Context, Fulfil};
+use context::{Batch, Context, Fulfil};
 use js::Env;
 
 /// Tags our externals so a foreign one passed in is refused instead of misread.
@@ -138,6 +138,68 @@ callback!(start(env, info) {
   ctx.start(env, op, fulfil, pin).map_err(|_| internal(env))
 });
 
+/// Doubles per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32,
+/// offset % 2^32, priority]`.
+const BATCH_FIELDS: usize = 5;
+
+// submit(ctx, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array) -> Promise<void>
+callback!(submit(env, info) {
+  let [ctx, descriptor, views, results] = env.args::<4>(info).map_err(|_| internal(env))?;
+  // SAFETY: inside a Node-API callback on the JS thread.
+  let ctx = unsafe { context(env, ctx) }.ok_or_else(|| bad_context(env))?;
+  let bad = |what: &str| env.throw_type_error("ERR_INVALID_ARG_TYPE", what);
+  let (fields, bytes) = env.view_bytes(descriptor).map_err(|_| bad("descriptor must be a Float64Array"))?;
+  let (results_data, results_bytes) = env.view_bytes(results).map_err(|_| bad("results must be a Float64Array"))?;
+  let count = bytes / (8 * BATCH_FIELDS);
+  if bytes % (8 * BATCH_FIELDS) != 0 || results_bytes < count * 8 || fields.align_offset(8) != 0 || results_data.align_offset(8) != 0 {
+    return Err(bad("descriptor and results must be Float64Arrays of matching length"));
+  }
+  // SAFETY: `fields` spans `bytes` bytes of f64s (checked above); JavaScript does not run
+  // while this slice is alive.
+  let fields = unsafe { std::slice::from_raw_parts(fields as *const f64, count * BATCH_FIELDS) };
+  let mut ops = Vec::with_capacity(count);
+  for (position, field) in fields.chunks_exact(BATCH_FIELDS).enumerate() {
+    let code = field[0] as u32;
+    let opcode = Opcode::from_u32(code & 0xff).ok_or_else(|| bad("bad opcode in batch"))?;
+    let mut op = Operation::sync(opcode, field[1] as i32, 0);
+    op.link = code & 0x100 != 0;
+    op.priority = field[4].clamp(0.0, f64::from(u16::MAX)) as u16;
+    if opcode.uses_buffer() {
+      let (high, low) = (field[2], field[3]);
+      if !(0.0..=2_147_483_647.0).contains(&high) || !(0.0..=4_294_967_295.0).contains(&low) {
+        return Err(bad("batch offset out of range"));
+      }
+      op.offset = ((high as u64) << 32) | low as u64;
+      let mut view = ptr::null_mut();
+      // SAFETY: out-pointer is a local; reading an element of any value is checked by Node.
+      let status = unsafe { sys::napi_get_element(env.0, views, position as u32, &mut view) };
+      js::check(status).map_err(|_| bad("views must be an array"))?;
+      let (data, length) = env.view_bytes(view).map_err(|_| bad("batch buffer must be an ArrayBufferView"))?;
+      op.buf = data;
+      op.len = length.min(i32::MAX as usize) as u32;
+    }
+    ops.push(op);
+  }
+  // A linked chain goes into the backend whole, so it must fit there.
+  let capacity = ctx.capacity();
+  let mut chain = 0;
+  for op in &ops {
+    chain += 1;
+    if chain > capacity {
+      return Err(env.throw_type_error("ERR_OUT_OF_RANGE", "a linked chain is longer than maxRequests"));
+    }
+    if !op.link {
+      chain = 0;
+    }
+  }
+  if !ctx.has_room() {
+    return Err(env.throw_error("caio: too many operations queued on one context"));
+  }
+  let results_pin = env.reference(results, 1).map_err(|_| internal(env))?;
+  let batch = Batch::new(ops, results_data.cast(), results_pin);
+  ctx.start_batch(env, batch, views).map_err(|_| internal(env))
+});
+
 // flush(ctx)
 callback!(flush(env, info) {
   let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
@@ -194,6 +256,20 @@ callback!(details(env, info) {
   Ok(object)
 });
 
+// address(view) -> number: where the view's bytes start, for alignedBuffer().
+callback!(address(env, info) {
+  let [view] = env.args::<1>(info).map_err(|_| internal(env))?;
+  let (data, _) = env.view_bytes(view).map_err(|_| env.throw_type_error("ERR_INVALID_ARG_TYPE", "not an ArrayBufferView"))?;
+  env.number(data as usize as f64).map_err(|_| internal(env))
+});
+
+// isDirect(fd) -> boolean: whether fd was opened with O_DIRECT.
+callback!(is_direct(env, info) {
+  let [fd] = env.args::<1>(info).map_err(|_| internal(env))?;
+  let fd = env.get_i32(fd).unwrap_or(-1);
+  env.boolean(caio_core::opened_with_direct_io(fd)).map_err(|_| internal(env))
+});
+
 // probe(backend) -> null | reason
 callback!(probe(env, info) {
   let [name] = env.args::<1>(info).map_err(|_| internal(env))?;
@@ -240,9 +316,12 @@ pub fn errno_names() -> Vec<(i32, String, String)> {
 #[napi(module_exports)]
 pub fn init(exports: Object, env: napi::Env) -> napi::Result<()> {
   let (env, exports) = (env.raw(), exports.raw());
-  let functions: [(&str, sys::napi_callback); 8] = [
+  let functions: [(&str, sys::napi_callback); 11] = [
+    ("address", Some(address)),
+    ("isDirect", Some(is_direct)),
     ("open", Some(open)),
     ("start", Some(start)),
+    ("submit", Some(submit)),
     ("flush", Some(flush)),
     ("lastToken", Some(last_token)),
     ("cancel", Some(cancel)),

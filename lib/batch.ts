@@ -1,0 +1,100 @@
+/**
+ * Batches: the Python caio's `Context.submit(*operations)`, made Node-shaped. A batch is
+ * validated whole (an error names the entry's index and nothing reaches the kernel),
+ * encoded into one `Float64Array` for a single crossing into native code, and its results
+ * come back as one `Float64Array` that becomes the array the caller sees.
+ */
+import { AbortError, closedError, invalidArgType, invalidArgValue, outOfRange, SYSCALLS, systemError } from './errors'
+import { BATCH_FIELDS, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import type { PreparedBatch } from './engine'
+import { validateData, validateFd, validateOffset, validatePriority, validateView } from './validate'
+
+/** One entry of a batch (the Python caio's `Operation.read/write/fsync/fdsync`). */
+export type BatchOp =
+  | { op: 'read'; fd: number; offset: number | bigint; buffer: ArrayBufferView; link?: boolean; priority?: number }
+  | { op: 'write'; fd: number; offset: number | bigint; data: ArrayBufferView | string; link?: boolean; priority?: number }
+  | { op: 'fsync' | 'fdsync'; fd: number; link?: boolean; priority?: number }
+
+const OPCODES: Record<string, Opcode> = {
+  read: Opcode.Read,
+  write: Opcode.Write,
+  fsync: Opcode.Fsync,
+  fdsync: Opcode.Fdatasync,
+}
+
+const TWO_32 = 2 ** 32
+
+/**
+ * Validates every entry and encodes the batch. Throws Node's argument errors naming the
+ * entry (`ops[3].offset`). A linked chain longer than `maxRequests` is refused: it must go
+ * into the backend whole.
+ */
+export function prepareBatch(ops: unknown, maxRequests: number): PreparedBatch {
+  if (!Array.isArray(ops)) throw invalidArgType('ops', 'an instance of Array', ops)
+  const count = ops.length
+  const descriptor = new Float64Array(count * BATCH_FIELDS)
+  const views: Array<ArrayBufferView | undefined> = new Array(count)
+  let chain = 0
+  for (let i = 0; i < count; i++) {
+    const entry: unknown = ops[i]
+    const name = `ops[${i}]`
+    if (entry === null || typeof entry !== 'object') throw invalidArgType(name, 'of type object', entry)
+    const op = entry as Record<string, unknown>
+    const opcode = typeof op.op === 'string' ? OPCODES[op.op] : undefined
+    if (opcode === undefined) throw invalidArgValue(`${name}.op`, "must be 'read', 'write', 'fsync' or 'fdsync'", op.op)
+    const fd = validateFd(op.fd, `${name}.fd`)
+    const link = op.link === undefined ? false : op.link
+    if (typeof link !== 'boolean') throw invalidArgType(`${name}.link`, 'of type boolean', link)
+    const priority = validatePriority(op.priority, `${name}.priority`)
+    const field = i * BATCH_FIELDS
+    descriptor[field] = opcode | (link ? 0x100 : 0)
+    descriptor[field + 1] = fd
+    descriptor[field + 4] = priority
+    if (opcode === Opcode.Read || opcode === Opcode.Write) {
+      const offset = validateOffset(op.offset, `${name}.offset`)
+      if (typeof offset === 'number') {
+        const high = Math.floor(offset / TWO_32)
+        descriptor[field + 2] = high
+        descriptor[field + 3] = offset - high * TWO_32
+      } else {
+        descriptor[field + 2] = Number(offset >> 32n)
+        descriptor[field + 3] = Number(offset & 0xffffffffn)
+      }
+      views[i] = opcode === Opcode.Read ? validateView(op.buffer, `${name}.buffer`) : validateData(op.data, `${name}.data`)
+    }
+    chain = link ? chain + 1 : 0
+    if (chain >= maxRequests) {
+      throw outOfRange(`${name}.link`, `part of a chain of at most maxRequests (${maxRequests}) operations`, link)
+    }
+  }
+  return { count, descriptor, views }
+}
+
+/**
+ * Turns a batch's raw results into what `submit` resolves with: bytes moved (0 for a
+ * sync) or that operation's Error. Rejects with an AbortError (or `ERR_CAIO_CLOSED`) when
+ * nothing of the batch ran because of the abort (or the close).
+ */
+export function batchEntries(batch: PreparedBatch, results: Float64Array, signal: AbortSignal | undefined): Array<number | Error> {
+  const entries: Array<number | Error> = new Array(batch.count)
+  let aborted = 0
+  let closed = 0
+  for (let i = 0; i < batch.count; i++) {
+    const result = results[i] as number
+    if (result >= 0) {
+      entries[i] = result
+    } else if (result === RESULT_ABORTED) {
+      aborted++
+      entries[i] = new AbortError(undefined, { cause: signal?.reason })
+    } else if (result === RESULT_CLOSED) {
+      closed++
+      entries[i] = closedError()
+    } else {
+      const field = i * BATCH_FIELDS
+      entries[i] = systemError(result, SYSCALLS[(batch.descriptor[field] as number) & 0xff] ?? 'read', batch.descriptor[field + 1])
+    }
+  }
+  if (batch.count > 0 && aborted === batch.count) throw entries[0]
+  if (batch.count > 0 && closed === batch.count) throw entries[0]
+  return entries
+}
