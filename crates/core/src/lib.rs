@@ -162,6 +162,14 @@ pub trait Backend {
   /// The notifier that becomes readable whenever completions are ready.
   fn notifier(&self) -> &Notifier;
 
+  /// Tells the backend that the caller is about to reap right after submitting, so the
+  /// notifier need not be signalled for completions that arrive meanwhile (signalling is not
+  /// free: it wakes the event loop's poller). Turning quiet off signals the notifier if
+  /// completions are already waiting, so that none is ever missed. By default, nothing.
+  fn set_quiet(&mut self, quiet: bool) {
+    let _ = quiet;
+  }
+
   /// Blocks until a completion may be ready or `timeout` passed. For shutdown and tests;
   /// the event loop never calls it.
   fn wait(&mut self, timeout: Duration);

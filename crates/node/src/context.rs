@@ -473,7 +473,6 @@ impl Context {
   /// Submits everything pushed since the last flush and, within the inline budget, settles
   /// what already completed. The facade calls it once per tick in which operations started.
   pub fn flush(&mut self, env: Env) {
-    self.submit();
     let loop_time = self
       .watcher
       .as_ref()
@@ -482,10 +481,22 @@ impl Context {
       self.inline_loop_time = loop_time;
       self.inline_settled = 0;
     }
-    if self.inline_settled < INLINE_BUDGET {
+    let inline = self.inline_settled < INLINE_BUDGET;
+    if inline {
+      self.set_quiet(true);
+    }
+    self.submit();
+    if inline {
       self.inline_settled += self.reap_and_settle(env);
+      self.set_quiet(false);
     }
     self.sync_activity(env);
+  }
+
+  fn set_quiet(&mut self, quiet: bool) {
+    if let Some(backend) = self.backend.as_mut() {
+      backend.set_quiet(quiet);
+    }
   }
 
   fn submit(&mut self) {

