@@ -114,7 +114,8 @@ export class Context implements AsyncDisposable {
       const length = validateLength(nbytes)
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const [signal, priority] = opOptions(options)
+      const signal = options === undefined ? undefined : opSignal(options)
+      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
       if (signal?.aborted) return rejectAborted(signal)
       return this.#engine.start(Opcode.Read, file, position, Buffer.allocUnsafe(length), priority, Fulfil.View, signal) as Promise<Buffer>
     } catch (error) {
@@ -128,7 +129,8 @@ export class Context implements AsyncDisposable {
       const view = validateView(target, 'target')
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const [signal, priority] = opOptions(options)
+      const signal = options === undefined ? undefined : opSignal(options)
+      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
       if (signal?.aborted) return rejectAborted(signal)
       return this.#engine.start(Opcode.Read, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
     } catch (error) {
@@ -145,7 +147,8 @@ export class Context implements AsyncDisposable {
       const view = validateData(data)
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const [signal, priority] = opOptions(options)
+      const signal = options === undefined ? undefined : opSignal(options)
+      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
       if (signal?.aborted) return rejectAborted(signal)
       return this.#engine.start(Opcode.Write, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
     } catch (error) {
@@ -166,7 +169,8 @@ export class Context implements AsyncDisposable {
   #sync(opcode: Opcode, fd: number, options: OpOptions | undefined): Promise<void> {
     try {
       const file = validateFd(fd)
-      const [signal, priority] = opOptions(options)
+      const signal = options === undefined ? undefined : opSignal(options)
+      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
       if (signal?.aborted) return rejectAborted(signal)
       return this.#engine.start(opcode, file, 0, SYNC_VIEW, priority, Fulfil.Nothing, signal) as Promise<void>
     } catch (error) {
@@ -227,10 +231,9 @@ export function alignedBuffer(size: number, alignment = 4096): Buffer {
   return raw.subarray(skip, skip + size)
 }
 
-function opOptions(options: OpOptions | undefined): [AbortSignal | undefined, number] {
-  if (options === undefined) return [undefined, 0]
-  const o = validateObject<OpOptions>(options, 'options')
-  return [validateSignal(o.signal, 'options.signal'), validatePriority(o.priority, 'options.priority')]
+/** Validates an operation's options object and returns its signal. */
+function opSignal(options: OpOptions): AbortSignal | undefined {
+  return validateSignal(validateObject<OpOptions>(options, 'options').signal, 'options.signal')
 }
 
 function rejectAborted(signal: AbortSignal): Promise<never> {
