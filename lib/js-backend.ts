@@ -37,19 +37,20 @@ function perform(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferVi
     switch (opcode) {
       case Opcode.Read: {
         const target = view as NodeJS.ArrayBufferView
-        // fs.read answers a zero-length read without asking the OS; a native backend asks,
-        // so a bad descriptor fails the same way everywhere.
-        if (target.byteLength === 0) fs.fstat(fd, (error) => settle(error, 0))
+        // fs.read answers a zero-length read without asking the OS, where pread(2) would
+        // check the descriptor: read one byte at 0 into scratch space to ask, report 0.
+        if (target.byteLength === 0) fs.read(fd, Buffer.allocUnsafe(1), 0, 1, 0, (error) => settle(error, 0))
         else fs.read(fd, target, 0, target.byteLength, offset, settle)
         return
       }
       case Opcode.Write: {
         const source = view as NodeJS.ArrayBufferView
-        // fs.write takes no bigint position; past 2^53 bytes no file system can store data
-        // anyway, and the kernel answers EFBIG.
-        if (typeof offset === 'bigint') process.nextTick(done, EFBIG)
-        else if (source.byteLength === 0) fs.fstat(fd, (error) => settle(error, 0))
-        else fs.write(fd, source, 0, source.byteLength, offset, settle)
+        if (typeof offset === 'bigint') {
+          // fs.write takes no bigint position. Past 2^53 bytes no disk file system Node runs
+          // on can store data and the kernel answers EFBIG — once it has checked the
+          // descriptor, which an empty write asks about.
+          fs.write(fd, Buffer.alloc(0), 0, 0, 0, (error) => (error ? settle(error) : done(EFBIG)))
+        } else fs.write(fd, source, 0, source.byteLength, offset, settle)
         return
       }
       case Opcode.Fsync:

@@ -76,11 +76,18 @@ export function validateData(data: unknown, name = 'data'): ArrayBufferView {
   return validateView(data, name)
 }
 
+/**
+ * An I/O priority in the Linux `ioprio` encoding: class (0 none, 1 realtime, 2 best-effort,
+ * 3 idle) in bits 13-15, level 0-7 below. Anything else would be refused by the kernel on
+ * some backends and ignored on others, so it is refused here for all of them.
+ */
 export function validatePriority(priority: unknown, name = 'priority'): number {
   if (priority === undefined) return 0
-  if (typeof priority === 'number' && priority >>> 0 === priority && priority <= MAX_PRIORITY) return priority
+  if (typeof priority === 'number' && priority >>> 0 === priority && priority <= MAX_PRIORITY && priority >>> 13 <= 3 && (priority & 0x1fff) <= 7) {
+    return priority
+  }
   if (typeof priority !== 'number') throw invalidArgType(name, 'of type number', priority)
-  throw outOfRange(name, `an integer >= 0 && <= ${MAX_PRIORITY}`, priority)
+  throw outOfRange(name, 'an ioprio value: (class 0-3) << 13 | (level 0-7)', priority)
 }
 
 export function validateSignal(signal: unknown, name = 'signal'): AbortSignal | undefined {

@@ -1,0 +1,266 @@
+/**
+ * Shared helpers of the ava suite: temp files that never live inside the repository, a
+ * context factory bound to the backend under test (`CAIO_IMPL`), assertions for the error
+ * shapes the design fixes, and a runner for child processes.
+ *
+ * The suite runs compiled (`dist/__test__/*.test.js`), once per backend; a test that must
+ * see the backend under test gets its context from {@link openContext}, which fails the
+ * test if automatic selection silently fell back to another backend.
+ */
+import { spawn } from 'node:child_process'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { constants, tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+import type { ExecutionContext } from 'ava'
+
+import { Context } from '../index'
+import type { BackendName, ContextOptions } from '../index'
+
+/** Every backend, in the order automatic selection tries them. */
+export const BACKEND_NAMES: readonly BackendName[] = ['uring', 'linux', 'thread', 'js']
+
+/** The compiled entry point (`dist/index.js`), for child processes to `require`. */
+export const INDEX_JS = join(__dirname, '..', 'index.js')
+
+/** The repository root (where `binding.js` and `scripts/` live). */
+export const REPO_ROOT = join(__dirname, '..', '..')
+
+export function isBackendName(value: unknown): value is BackendName {
+  return typeof value === 'string' && (BACKEND_NAMES as readonly string[]).includes(value)
+}
+
+/** The backend `CAIO_IMPL` asks for, or `undefined` when it names none. */
+export function backendUnderTest(): BackendName | undefined {
+  const value = process.env.CAIO_IMPL
+  return isBackendName(value) ? value : undefined
+}
+
+/**
+ * A context on the backend under test, closed when the test ends. When `CAIO_IMPL` names
+ * a backend, the test fails unless the context really runs on it.
+ */
+export function openContext(t: ExecutionContext, options?: ContextOptions): Context {
+  const ctx = new Context(options)
+  t.teardown(() => ctx.close())
+  const expected = backendUnderTest()
+  if (expected !== undefined) t.is(ctx.backend, expected, `CAIO_IMPL=${expected} but the context runs on ${ctx.backend}`)
+  return ctx
+}
+
+/** A fresh directory under the OS temp dir, removed with everything in it after the test. */
+export function tempDir(t: ExecutionContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'caio-test-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  return dir
+}
+
+let fileCount = 0
+
+/** A file under a fresh temp dir, holding `content`; its path and a descriptor on it. */
+export interface TestFile {
+  path: string
+  fd: number
+  /** The file's whole content now, read with `node:fs`. */
+  content(): Buffer
+}
+
+/**
+ * Makes a file holding `content` in a fresh temp dir and opens it with `flags` (read and
+ * write by default). The descriptor is closed after the test, before the dir is removed.
+ */
+export function fileWith(t: ExecutionContext, content: Uint8Array | string = '', flags = 'r+'): TestFile {
+  const path = join(tempDir(t), `file-${++fileCount}`)
+  writeFileSync(path, content)
+  const fd = openSync(path, flags)
+  t.teardown(() => closeQuietly(fd))
+  return { path, fd, content: () => readFileSync(path) }
+}
+
+/** A directory and a read-only descriptor on it (`EISDIR` for reads). */
+export function directoryFd(t: ExecutionContext): number {
+  const fd = openSync(tempDir(t), 'r')
+  t.teardown(() => closeQuietly(fd))
+  return fd
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd)
+  } catch {
+    // the test closed it already
+  }
+}
+
+/**
+ * A descriptor number that is never open: above any RLIMIT_NOFILE, yet a valid argument
+ * (<= 2^31 - 1). A descriptor closed by the test could be reused at once by a test running
+ * beside it in this process, so tests that need EBADF use this one.
+ */
+export const NEVER_OPEN_FD = 0x7fffffff
+
+/** `size` bytes of a deterministic pseudo-random pattern; different seeds differ. */
+export function pattern(size: number, seed = 1): Buffer {
+  const bytes = Buffer.allocUnsafe(size)
+  let state = (seed * 2654435761) >>> 0 || 1
+  for (let i = 0; i < size; i++) {
+    // xorshift32
+    state ^= state << 13
+    state >>>= 0
+    state ^= state >>> 17
+    state ^= state << 5
+    state >>>= 0
+    bytes[i] = state & 0xff
+  }
+  return bytes
+}
+
+/** The bytes a view covers, as a Buffer sharing its memory. */
+export function bytesOf(view: ArrayBufferView): Buffer {
+  return Buffer.from(view.buffer, view.byteOffset, view.byteLength)
+}
+
+/** The negated errno Node reports for an OS error code such as `'EBADF'`. */
+export function errnoOf(code: string): number {
+  const value = (constants.errno as Record<string, number | undefined>)[code]
+  if (value === undefined) throw new Error(`no errno named ${code}`)
+  return -value
+}
+
+/** A property of an error object, read without assuming its type. */
+export function field(error: unknown, name: string): unknown {
+  return typeof error === 'object' && error !== null ? (error as Record<string, unknown>)[name] : undefined
+}
+
+/**
+ * Awaits `promise`, which must reject with an OS error shaped like `node:fs`'s: an
+ * `instanceof Error` with `code`, negative `errno` matching it, `syscall`, and a message
+ * starting with `'<code>:'`.
+ */
+export async function rejectsWithSystemError(t: ExecutionContext, promise: Promise<unknown>, code: string, syscall: string): Promise<void> {
+  const error = await t.throwsAsync(promise, { code }, `expected ${code} from ${syscall}`)
+  if (error === undefined) return
+  t.true(error instanceof Error, 'an OS error is an instance of Error')
+  t.is(field(error, 'errno'), errnoOf(code), `errno of ${code}`)
+  t.is(field(error, 'syscall'), syscall)
+  t.true(error.message.startsWith(`${code}:`), `message '${error.message}' starts with '${code}:'`)
+}
+
+type ErrorClass = typeof TypeError | typeof RangeError
+
+/**
+ * Calls `call`, which must not throw but return a Promise that rejects with `code` and an
+ * instance of `kind` (an argument error: `ERR_INVALID_ARG_TYPE` / `ERR_OUT_OF_RANGE`).
+ */
+export async function rejectsWithArgumentError(t: ExecutionContext, call: () => unknown, code: string, kind: ErrorClass, what: string): Promise<void> {
+  let result: unknown
+  try {
+    result = call()
+  } catch (error) {
+    t.fail(`${what}: threw synchronously instead of rejecting: ${String(error)}`)
+    return
+  }
+  if (!(result instanceof Promise)) {
+    t.fail(`${what}: returned ${String(result)}, not a Promise`)
+    return
+  }
+  await t.throwsAsync(result, { code, instanceOf: kind }, what)
+}
+
+/** Awaits `promise`, which must reject with Node's AbortError. */
+export async function rejectsWithAbortError(t: ExecutionContext, promise: Promise<unknown>, what: string): Promise<void> {
+  const error = await t.throwsAsync(promise, { name: 'AbortError', code: 'ABORT_ERR' }, what)
+  t.true(error instanceof Error, `${what}: an AbortError is an instance of Error`)
+}
+
+/** What a child process did. */
+export interface ChildResult {
+  /** Exit code, or null when killed by a signal (or by the timeout). */
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  /** The child was still running after the timeout and was killed. */
+  timedOut: boolean
+}
+
+/**
+ * The environment for a child: this process's, without anything that would hide warnings,
+ * with `overrides` applied (an `undefined` value removes the variable).
+ */
+export function childEnv(overrides: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  delete env.NODE_NO_WARNINGS
+  delete env.NODE_OPTIONS
+  for (const [name, value] of Object.entries(overrides)) {
+    if (value === undefined) delete env[name]
+    else env[name] = value
+  }
+  return env
+}
+
+/** Runs `command args` and collects its output; kills it after `timeoutMs`. */
+export function runChild(command: string, args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 20_000): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    let timedOut = false
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const timer = setTimeout(() => {
+      timedOut = true
+      child.kill('SIGKILL')
+    }, timeoutMs)
+    child.on('error', (error) => {
+      clearTimeout(timer)
+      reject(error)
+    })
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr, timedOut })
+    })
+  })
+}
+
+/** Runs a CommonJS `script` with this Node (`node -e`), in `env`. */
+export function runNode(script: string, env: NodeJS.ProcessEnv = childEnv(), timeoutMs?: number): Promise<ChildResult> {
+  return runChild(process.execPath, ['-e', script], env, timeoutMs)
+}
+
+/** A readable account of a child's run, for assertion messages. */
+export function describeChild(result: ChildResult): string {
+  return `exit ${result.code}${result.signal ? ` (${result.signal})` : ''}${result.timedOut ? ' after the timeout' : ''}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`
+}
+
+/** One row of `backends()` as a child reports it. */
+export interface ReportedBackend {
+  name: BackendName
+  available: boolean
+  reason?: string
+}
+
+/** Narrows one row of a `backends()` list received as JSON. */
+export function isReportedBackend(value: unknown): value is ReportedBackend {
+  return (
+    isBackendName(field(value, 'name')) &&
+    typeof field(value, 'available') === 'boolean' &&
+    (field(value, 'reason') === undefined || typeof field(value, 'reason') === 'string')
+  )
+}
+
+/**
+ * The last stdout line of a child that printed one JSON object there, or `undefined` when
+ * it printed none.
+ */
+export function lastJsonLine(stdout: string): Record<string, unknown> | undefined {
+  const lines = stdout.trim().split('\n')
+  const last = lines[lines.length - 1]
+  if (last === undefined || last === '') return undefined
+  try {
+    const parsed: unknown = JSON.parse(last)
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
