@@ -106,6 +106,10 @@ const BAD_PRIORITIES: readonly Case[] = [
   [65536, RANGE],
   [1.5, RANGE],
   [NaN, RANGE],
+  // Not an ioprio: class 7 does not exist, and best-effort levels stop at 7.
+  [65535, RANGE],
+  [7 << 13, RANGE],
+  [(2 << 13) | 8, RANGE],
 ]
 
 for (const method of METHODS) {
@@ -134,7 +138,7 @@ for (const method of METHODS) {
     )
   })
 
-  test(`${method} rejects a priority outside 0..65535 or not an integer`, async (t) => {
+  test(`${method} rejects a priority that is not an integer ioprio value (class 0-3, level 0-7)`, async (t) => {
     const file = fileWith(t, 'abcd')
     const ctx = openContext(t)
     await expectAll(

@@ -7,6 +7,8 @@
  * see the backend under test gets its context from {@link openContext}, which fails the
  * test if automatic selection silently fell back to another backend.
  */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { constants, tmpdir } from 'node:os'
@@ -263,4 +265,18 @@ export function lastJsonLine(stdout: string): Record<string, unknown> | undefine
   } catch {
     return undefined
   }
+}
+
+let collector: (() => void) | undefined
+
+/**
+ * Runs a full garbage collection. ava runs tests in worker threads, where `--expose-gc`
+ * cannot be passed, so the flag is set at run time and `gc` taken from a fresh context.
+ */
+export function collectGarbage(): void {
+  if (collector === undefined) {
+    setFlagsFromString('--expose-gc')
+    collector = runInNewContext('gc') as () => void
+  }
+  collector()
 }

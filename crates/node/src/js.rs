@@ -260,6 +260,17 @@ impl Env {
     ptr::null_mut()
   }
 
+  /// Throws a `RangeError` with a Node-style `code`; returns null for the callback to return.
+  pub fn throw_range_error(self, code: &str, message: &str) -> sys::napi_value {
+    let mut c = code.as_bytes().to_vec();
+    c.push(0);
+    let mut m = message.as_bytes().to_vec();
+    m.push(0);
+    // SAFETY: both strings are NUL-terminated locals.
+    unsafe { sys::napi_throw_range_error(self.0, c.as_ptr().cast(), m.as_ptr().cast()) };
+    ptr::null_mut()
+  }
+
   /// Throws a plain `Error`; returns null for the callback to return.
   pub fn throw_error(self, message: &str) -> sys::napi_value {
     let mut m = message.as_bytes().to_vec();

@@ -180,13 +180,14 @@ callback!(submit(env, info) {
     }
     ops.push(op);
   }
-  // A linked chain goes into the backend whole, so it must fit there.
+  // A linked chain goes into the backend whole, so it must fit there. (A closed context
+  // has no backend, and rejects the batch as closed instead.)
   let capacity = ctx.capacity();
   let mut chain = 0;
   for op in &ops {
     chain += 1;
-    if chain > capacity {
-      return Err(env.throw_type_error("ERR_OUT_OF_RANGE", "a linked chain is longer than maxRequests"));
+    if capacity > 0 && chain > capacity {
+      return Err(env.throw_range_error("ERR_OUT_OF_RANGE", "a linked chain is longer than maxRequests"));
     }
     if !op.link {
       chain = 0;
