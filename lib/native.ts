@@ -58,6 +58,8 @@ export function loadBinding(): Loaded {
   return loaded
 }
 
+const RESOLVED = Promise.resolve()
+
 const shrink = (view: ArrayBufferView, count: number): ArrayBufferView =>
   view instanceof Uint8Array ? view.subarray(0, count) : new Uint8Array(view.buffer, view.byteOffset, count)
 
@@ -96,7 +98,9 @@ export class NativeEngine implements Engine {
   #queueFlush(): void {
     if (!this.#flushQueued) {
       this.#flushQueued = true
-      queueMicrotask(this.#flush)
+      // A reaction on a settled Promise is V8's own microtask: cheaper than Node's
+      // queueMicrotask wrapper (3 % of a read at 1 in flight).
+      void RESOLVED.then(this.#flush)
     }
   }
 
