@@ -149,6 +149,7 @@ test('a bad entry rejects the whole batch, names its index, and nothing reaches 
     ['ops[1].buffer', [good, { op: 'read', fd: file.fd, offset: 0, buffer: 'nope' }], 'ERR_INVALID_ARG_TYPE', TypeError],
     ['ops[1].data', [good, { op: 'write', fd: file.fd, offset: 0, data: 42 }], 'ERR_INVALID_ARG_TYPE', TypeError],
     ['ops[1].op', [good, { op: 'truncate', fd: file.fd }], 'ERR_INVALID_ARG_VALUE', TypeError],
+    ['ops[1].op', [good, { op: 'toString', fd: file.fd }], 'ERR_INVALID_ARG_VALUE', TypeError],
     ['ops[1].link', [good, { op: 'fsync', fd: file.fd, link: 'yes' }], 'ERR_INVALID_ARG_TYPE', TypeError],
     ['ops[0]', [null], 'ERR_INVALID_ARG_TYPE', TypeError],
     ['ops', 'not an array', 'ERR_INVALID_ARG_TYPE', TypeError],

@@ -15,14 +15,41 @@ export type BatchOp =
   | { op: 'write'; fd: number; offset: number | bigint; data: ArrayBufferView | string; link?: boolean; priority?: number }
   | { op: 'fsync' | 'fdsync'; fd: number; link?: boolean; priority?: number }
 
-const OPCODES: Record<string, Opcode> = {
-  read: Opcode.Read,
-  write: Opcode.Write,
-  fsync: Opcode.Fsync,
-  fdsync: Opcode.Fdatasync,
+function opcodeOf(name: unknown): Opcode | undefined {
+  switch (name) {
+    case 'read':
+      return Opcode.Read
+    case 'write':
+      return Opcode.Write
+    case 'fsync':
+      return Opcode.Fsync
+    case 'fdsync':
+      return Opcode.Fdatasync
+    default:
+      return undefined
+  }
 }
 
 const TWO_32 = 2 ** 32
+
+/** The names an entry's errors use: plain ones while all goes well, indexed ones to report. */
+interface EntryNames {
+  entry: string
+  op: string
+  fd: string
+  link: string
+  priority: string
+  offset: string
+  buffer: string
+  data: string
+}
+
+const PLAIN_NAMES: EntryNames = { entry: 'op', op: 'op.op', fd: 'op.fd', link: 'op.link', priority: 'op.priority', offset: 'op.offset', buffer: 'op.buffer', data: 'op.data' }
+
+function indexedNames(i: number): EntryNames {
+  const entry = `ops[${i}]`
+  return { entry, op: `${entry}.op`, fd: `${entry}.fd`, link: `${entry}.link`, priority: `${entry}.priority`, offset: `${entry}.offset`, buffer: `${entry}.buffer`, data: `${entry}.data` }
+}
 
 /**
  * Validates every entry and encodes the batch. Throws Node's argument errors naming the
@@ -36,38 +63,50 @@ export function prepareBatch(ops: unknown, maxRequests: number): PreparedBatch {
   const views: Array<ArrayBufferView | undefined> = new Array(count)
   let chain = 0
   for (let i = 0; i < count; i++) {
-    const entry: unknown = ops[i]
-    const name = `ops[${i}]`
-    if (entry === null || typeof entry !== 'object') throw invalidArgType(name, 'of type object', entry)
-    const op = entry as Record<string, unknown>
-    const opcode = typeof op.op === 'string' ? OPCODES[op.op] : undefined
-    if (opcode === undefined) throw invalidArgValue(`${name}.op`, "must be 'read', 'write', 'fsync' or 'fdsync'", op.op)
-    const fd = validateFd(op.fd, `${name}.fd`)
-    const link = op.link === undefined ? false : op.link
-    if (typeof link !== 'boolean') throw invalidArgType(`${name}.link`, 'of type boolean', link)
-    const priority = validatePriority(op.priority, `${name}.priority`)
-    const field = i * BATCH_FIELDS
-    descriptor[field] = opcode | (link ? 0x100 : 0)
-    descriptor[field + 1] = fd
-    descriptor[field + 4] = priority
-    if (opcode === Opcode.Read || opcode === Opcode.Write) {
-      const offset = validateOffset(op.offset, `${name}.offset`)
-      if (typeof offset === 'number') {
-        const high = Math.floor(offset / TWO_32)
-        descriptor[field + 2] = high
-        descriptor[field + 3] = offset - high * TWO_32
-      } else {
-        descriptor[field + 2] = Number(offset >> 32n)
-        descriptor[field + 3] = Number(offset & 0xffffffffn)
-      }
-      views[i] = opcode === Opcode.Read ? validateView(op.buffer, `${name}.buffer`) : validateData(op.data, `${name}.data`)
+    let link: boolean
+    try {
+      link = encodeEntry(ops[i], i, descriptor, views, PLAIN_NAMES)
+    } catch {
+      // Validation is pure: run it again with the entry's index in every name, to throw
+      // the same error saying which entry it is. (Building those names for every entry
+      // cost more than the rest of the validation.)
+      link = encodeEntry(ops[i], i, descriptor, views, indexedNames(i))
     }
     chain = link ? chain + 1 : 0
     if (chain >= maxRequests) {
-      throw outOfRange(`${name}.link`, `part of a chain of at most maxRequests (${maxRequests}) operations`, link)
+      throw outOfRange(`ops[${i}].link`, `part of a chain of at most maxRequests (${maxRequests}) operations`, link)
     }
   }
   return { count, descriptor, views }
+}
+
+/** Validates entry `i` and writes it into the batch; returns its `link` flag. */
+function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, names: EntryNames): boolean {
+  if (entry === null || typeof entry !== 'object') throw invalidArgType(names.entry, 'of type object', entry)
+  const op = entry as Record<string, unknown>
+  const opcode = opcodeOf(op.op)
+  if (opcode === undefined) throw invalidArgValue(names.op, "must be 'read', 'write', 'fsync' or 'fdsync'", op.op)
+  const fd = validateFd(op.fd, names.fd)
+  const link = op.link === undefined ? false : op.link
+  if (typeof link !== 'boolean') throw invalidArgType(names.link, 'of type boolean', link)
+  const priority = validatePriority(op.priority, names.priority)
+  const field = i * BATCH_FIELDS
+  descriptor[field] = opcode | (link ? 0x100 : 0)
+  descriptor[field + 1] = fd
+  descriptor[field + 4] = priority
+  if (opcode === Opcode.Read || opcode === Opcode.Write) {
+    const offset = validateOffset(op.offset, names.offset)
+    if (typeof offset === 'number') {
+      const high = Math.floor(offset / TWO_32)
+      descriptor[field + 2] = high
+      descriptor[field + 3] = offset - high * TWO_32
+    } else {
+      descriptor[field + 2] = Number(offset >> 32n)
+      descriptor[field + 3] = Number(offset & 0xffffffffn)
+    }
+    views[i] = opcode === Opcode.Read ? validateView(op.buffer, names.buffer) : validateData(op.data, names.data)
+  }
+  return link
 }
 
 /**
