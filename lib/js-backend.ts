@@ -119,8 +119,11 @@ export class JsEngine implements Engine {
           if (this.#queueHead < this.#queue.length || this.#closing) this.#pump()
         })
       } catch (error) {
+        // fs checks some limits synchronously (Node 22: an offset whose end passes 2^63);
+        // the kernel answers those with EINVAL, and so does every other backend.
         this.#inFlight--
-        reject(error)
+        const errno = (error as NodeJS.ErrnoException).errno
+        reject(systemError(typeof errno === 'number' ? errno : -22, 'read', fd))
       }
     })
   }

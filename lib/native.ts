@@ -52,10 +52,38 @@ export function loadBinding(): Loaded {
     setDirectIoProbe(binding.isDirect)
     loaded = { binding }
   } catch (error) {
-    const message = error instanceof Error ? error.message.split('\n')[0] : String(error)
-    loaded = { reason: `the native addon did not load for ${process.platform}-${process.arch}: ${message}` }
+    loaded = { reason: loadFailure(error) }
   }
   return loaded
+}
+
+/**
+ * Why the napi-rs loader (`binding.js`) found no addon, in words for `backends()`: this
+ * platform has no prebuilt addon, its optional package was not installed, or an addon was
+ * found and failed to load. The loader chains one error per place it looked, first innermost.
+ */
+function loadFailure(error: unknown): string {
+  const where = `${process.platform}-${process.arch}`
+  const messages: string[] = []
+  for (let e: unknown = error; e instanceof Error && messages.length < 32; e = e.cause) messages.unshift(e.message.split('\n')[0] ?? '')
+  const lookedFor = messages.map((m) => /^Cannot find module '(caio-(?!wasm32)[\w-]+)'/.exec(m)?.[1]).find((name) => name !== undefined)
+  const failed = messages.find((m) => m !== '' && !/^(Cannot find module|Cannot find native binding|Unsupported )/.test(m))
+  if (failed !== undefined) return `the native addon for ${where} failed to load: ${failed}`
+  // The published package.json lists the platform packages (scripts/release-manifest.mjs);
+  // a source checkout's does not, and builds the addon itself.
+  let shipped: Record<string, string> | undefined
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    shipped = (require('../../package.json') as { optionalDependencies?: Record<string, string> }).optionalDependencies
+  } catch {
+    // no package.json beside the build: say what the loader said
+  }
+  if (lookedFor !== undefined && shipped === undefined) return `the native addon for ${where} is not built (in a source checkout, npm run build makes it)`
+  if (lookedFor !== undefined && shipped !== undefined && lookedFor in shipped) {
+    return `the native addon for ${where} is not installed: the optional dependency ${lookedFor} is missing (installed with --omit=optional, or node_modules copied from another platform?)`
+  }
+  if (lookedFor !== undefined || messages.some((m) => m.startsWith('Unsupported '))) return `caio has no prebuilt native addon for ${where}`
+  return `the native addon did not load for ${where}: ${messages.find((m) => !m.startsWith('Cannot find native binding')) ?? messages.at(-1) ?? String(error)}`
 }
 
 const RESOLVED = Promise.resolve()

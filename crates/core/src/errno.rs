@@ -4,6 +4,10 @@
 //! so an error from a native backend reads exactly like one from `node:fs`.
 
 /// `(errno, code, message)` for every error Node knows by name on this platform.
+///
+/// Rows whose constant the platform's C library lacks are compiled only where it has it:
+/// `ENONET`, `EREMOTEIO` and `EUNATCH` are Linux's own (libuv gives them numbers of its own
+/// elsewhere), and Windows' C runtime has no `EHOSTDOWN`, `ESHUTDOWN` or `ESOCKTNOSUPPORT`.
 pub const ERRORS: &[(i32, &str, &str)] = &[
   (libc::E2BIG, "E2BIG", "argument list too long"),
   (libc::EACCES, "EACCES", "permission denied"),
@@ -59,6 +63,7 @@ pub const ERRORS: &[(i32, &str, &str)] = &[
   (libc::ENODEV, "ENODEV", "no such device"),
   (libc::ENOENT, "ENOENT", "no such file or directory"),
   (libc::ENOMEM, "ENOMEM", "not enough memory"),
+  #[cfg(target_os = "linux")]
   (libc::ENONET, "ENONET", "machine is not on the network"),
   (libc::ENOPROTOOPT, "ENOPROTOOPT", "protocol not available"),
   (libc::ENOSPC, "ENOSPC", "no space left on device"),
@@ -67,8 +72,10 @@ pub const ERRORS: &[(i32, &str, &str)] = &[
   (libc::ENOTDIR, "ENOTDIR", "not a directory"),
   (libc::ENOTEMPTY, "ENOTEMPTY", "directory not empty"),
   (libc::ENOTSOCK, "ENOTSOCK", "socket operation on non-socket"),
+  // libuv's ENOTSUP is the C library's ENOTSUP: the same number as EOPNOTSUPP on Linux, a
+  // different one on macOS.
   (
-    libc::EOPNOTSUPP,
+    libc::ENOTSUP,
     "ENOTSUP",
     "operation not supported on socket",
   ),
@@ -92,6 +99,7 @@ pub const ERRORS: &[(i32, &str, &str)] = &[
   ),
   (libc::ERANGE, "ERANGE", "result too large"),
   (libc::EROFS, "EROFS", "read-only file system"),
+  #[cfg(unix)]
   (
     libc::ESHUTDOWN,
     "ESHUTDOWN",
@@ -104,16 +112,20 @@ pub const ERRORS: &[(i32, &str, &str)] = &[
   (libc::EXDEV, "EXDEV", "cross-device link not permitted"),
   (libc::ENXIO, "ENXIO", "no such device or address"),
   (libc::EMLINK, "EMLINK", "too many links"),
+  #[cfg(unix)]
   (libc::EHOSTDOWN, "EHOSTDOWN", "host is down"),
+  #[cfg(target_os = "linux")]
   (libc::EREMOTEIO, "EREMOTEIO", "remote I/O error"),
   (libc::ENOTTY, "ENOTTY", "inappropriate ioctl for device"),
   (libc::EILSEQ, "EILSEQ", "illegal byte sequence"),
+  #[cfg(unix)]
   (
     libc::ESOCKTNOSUPPORT,
     "ESOCKTNOSUPPORT",
     "socket type not supported",
   ),
   (libc::ENODATA, "ENODATA", "no data available"),
+  #[cfg(target_os = "linux")]
   (libc::EUNATCH, "EUNATCH", "protocol driver not attached"),
 ];
 

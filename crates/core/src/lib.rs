@@ -20,12 +20,14 @@ pub mod errno;
 #[cfg(unix)]
 mod notifier;
 
+#[cfg(unix)]
 use std::io;
 #[cfg(unix)]
 use std::os::fd::RawFd;
 #[cfg(not(unix))]
 /// A file descriptor number, as the C runtime knows it.
 pub type RawFd = i32;
+#[cfg(unix)]
 use std::time::Duration;
 
 #[cfg(unix)]

@@ -2,6 +2,7 @@
 //!
 //! Adding a backend is one crate plus one arm in each match below.
 
+#[cfg(unix)]
 use caio_core::Backend;
 
 /// What the facade asked for when opening a context.
@@ -25,6 +26,7 @@ pub struct Details {
 }
 
 /// A backend ready to use, and what it turned out to be.
+#[cfg(unix)]
 pub struct Opened {
   pub backend: Box<dyn Backend>,
   pub details: Details,
@@ -33,9 +35,16 @@ pub struct Opened {
 /// Whether `name` can work in this process, and if not, why — in words for the user.
 pub fn probe(name: &str) -> Result<(), String> {
   match name {
+    #[cfg(unix)]
     "thread" => caio_core::Notifier::new()
       .map(drop)
       .map_err(|error| format!("cannot create a completion notifier: {error}")),
+    #[cfg(not(unix))]
+    "thread" => Err(
+      "not available on Windows yet: the thread backend wakes Node's event loop through a \
+       Unix completion notifier (an eventfd or a pipe), and caio has no Windows one"
+        .into(),
+    ),
     #[cfg(target_os = "linux")]
     "uring" => caio_uring::probe(),
     #[cfg(target_os = "linux")]
@@ -47,6 +56,7 @@ pub fn probe(name: &str) -> Result<(), String> {
 }
 
 /// Opens backend `name`.
+#[cfg(unix)]
 pub fn open(name: &str, options: &Options) -> Result<Opened, String> {
   match name {
     "thread" => {

@@ -7,24 +7,33 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![allow(missing_docs)]
+// Contexts need a Unix completion notifier (caio_core::Notifier). Elsewhere (Windows) the
+// addon still loads, exports `probe`, `open` and the helpers, and says why no native
+// backend works, so that the facade falls back to `js`; the context path is compiled out.
+#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
 
 mod backends;
+#[cfg(unix)]
 mod context;
+#[cfg(unix)]
 mod event_loop;
 mod js;
 
 use std::ffi::c_void;
 use std::ptr;
 
+#[cfg(unix)]
 use caio_core::{Opcode, Operation};
 use napi::bindgen_prelude::{JsValue, Object};
 use napi::sys;
 use napi_derive::napi;
 
+#[cfg(unix)]
 use context::{Batch, Context, Fulfil};
 use js::Env;
 
 /// Tags our externals so a foreign one passed in is refused instead of misread.
+#[cfg(unix)]
 const CONTEXT_TAG: sys::napi_type_tag = sys::napi_type_tag {
   lower: 0x6361_696f_2d63_7478,
   upper: 0x9e37_79b9_7f4a_7c15,
@@ -34,6 +43,7 @@ const CONTEXT_TAG: sys::napi_type_tag = sys::napi_type_tag {
 ///
 /// # Safety
 /// Called on the JS thread inside a Node-API callback.
+#[cfg(unix)]
 #[inline]
 unsafe fn context<'a>(env: Env, value: sys::napi_value) -> Option<&'a mut Context> {
   let mut tagged = false;
@@ -67,6 +77,7 @@ macro_rules! callback {
   };
 }
 
+#[cfg(unix)]
 fn bad_context(env: Env) -> sys::napi_value {
   env.throw_type_error("ERR_INVALID_ARG_TYPE", "not a caio native context")
 }
@@ -76,6 +87,7 @@ fn internal(env: Env) -> sys::napi_value {
 }
 
 // open(backend, capacity, poolSize, sqpoll, makeError, shrink) -> context
+#[cfg(unix)]
 callback!(open(env, info) {
   let [name, capacity, pool_size, sqpoll, make_error, shrink] = env.args::<6>(info).map_err(|_| internal(env))?;
   let name = string_arg(env, name).ok_or_else(|| env.throw_type_error("ERR_INVALID_ARG_TYPE", "backend must be a string"))?;
@@ -103,6 +115,16 @@ callback!(open(env, info) {
   Ok(external)
 });
 
+// open(backend, ...) where no native backend exists: throws why, as `probe` says it.
+#[cfg(not(unix))]
+callback!(open(env, info) {
+  let [name] = env.args::<1>(info).map_err(|_| internal(env))?;
+  let name = string_arg(env, name).unwrap_or_default();
+  let reason = backends::probe(&name).err().unwrap_or_else(|| format!("cannot open backend {name:?}"));
+  Err(env.throw_error(&reason))
+});
+
+#[cfg(unix)]
 unsafe extern "C" fn finalize_context(
   raw_env: sys::napi_env,
   data: *mut c_void,
@@ -113,6 +135,7 @@ unsafe extern "C" fn finalize_context(
 }
 
 // start(ctx, opcode, fd, offset, view, priority, fulfil) -> Promise
+#[cfg(unix)]
 callback!(start(env, info) {
   let [ctx, opcode, fd, offset, view, priority, fulfil] = env.args::<7>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -140,9 +163,11 @@ callback!(start(env, info) {
 
 /// Doubles per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32,
 /// offset % 2^32, priority]`.
+#[cfg(unix)]
 const BATCH_FIELDS: usize = 5;
 
 // submit(ctx, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array) -> Promise<void>
+#[cfg(unix)]
 callback!(submit(env, info) {
   let [ctx, descriptor, views, results] = env.args::<4>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -202,6 +227,7 @@ callback!(submit(env, info) {
 });
 
 // flush(ctx)
+#[cfg(unix)]
 callback!(flush(env, info) {
   let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -211,6 +237,7 @@ callback!(flush(env, info) {
 });
 
 // lastToken(ctx) -> number
+#[cfg(unix)]
 callback!(last_token(env, info) {
   let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -219,6 +246,7 @@ callback!(last_token(env, info) {
 });
 
 // cancel(ctx, token)
+#[cfg(unix)]
 callback!(cancel(env, info) {
   let [ctx, token] = env.args::<2>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -232,6 +260,7 @@ callback!(cancel(env, info) {
 });
 
 // close(ctx) -> Promise
+#[cfg(unix)]
 callback!(close(env, info) {
   let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -240,6 +269,7 @@ callback!(close(env, info) {
 });
 
 // details(ctx) -> { poolSize, sqpoll }
+#[cfg(unix)]
 callback!(details(env, info) {
   let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
@@ -317,20 +347,27 @@ pub fn errno_names() -> Vec<(i32, String, String)> {
 #[napi(module_exports)]
 pub fn init(exports: Object, env: napi::Env) -> napi::Result<()> {
   let (env, exports) = (env.raw(), exports.raw());
-  let functions: [(&str, sys::napi_callback); 11] = [
+  let functions: &[(&str, sys::napi_callback)] = &[
     ("address", Some(address)),
     ("isDirect", Some(is_direct)),
     ("open", Some(open)),
+    #[cfg(unix)]
     ("start", Some(start)),
+    #[cfg(unix)]
     ("submit", Some(submit)),
+    #[cfg(unix)]
     ("flush", Some(flush)),
+    #[cfg(unix)]
     ("lastToken", Some(last_token)),
+    #[cfg(unix)]
     ("cancel", Some(cancel)),
+    #[cfg(unix)]
     ("close", Some(close)),
+    #[cfg(unix)]
     ("details", Some(details)),
     ("probe", Some(probe)),
   ];
-  for (name, callback) in functions {
+  for &(name, callback) in functions {
     let mut function = ptr::null_mut();
     // SAFETY: `name` is valid UTF-8 of the given length; `callback` is a plain function.
     let status = unsafe {
