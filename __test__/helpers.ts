@@ -280,3 +280,163 @@ export function collectGarbage(): void {
   }
   collector()
 }
+
+// ---- Helpers of the reliability suites (integrity, gc, hostile, workers, enospc, abort-inflight, shutdown)
+import { execFileSync } from 'node:child_process'
+import { constants as constants_fs } from 'node:fs'
+
+
+/** A seeded pseudo-random source (xorshift32): the same seed gives the same run. */
+export class Random {
+  #state: number
+
+  constructor(seed: number) {
+    this.#state = (seed * 2654435761) >>> 0 || 1
+  }
+
+  /** A uniform 32-bit unsigned integer. */
+  next(): number {
+    let x = this.#state
+    x ^= x << 13
+    x >>>= 0
+    x ^= x >>> 17
+    x ^= x << 5
+    x >>>= 0
+    this.#state = x
+    return x
+  }
+
+  /** An integer in [0, bound). */
+  below(bound: number): number {
+    return bound <= 0x100000000 ? Math.floor((this.next() / 0x100000000) * bound) : Math.floor(((this.next() * 0x100000000 + this.next()) / 2 ** 64) * bound)
+  }
+
+  /** True with probability `p`. */
+  chance(p: number): boolean {
+    return this.next() / 0x100000000 < p
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[this.below(items.length)] as T
+  }
+
+  /** `size` random bytes. */
+  bytes(size: number): Buffer {
+    const out = Buffer.allocUnsafe(size)
+    for (let i = 0; i < size; i++) out[i] = this.next() & 0xff
+    return out
+  }
+}
+
+/** How a Promise settled. */
+export type Outcome<T> = { ok: true; value: T } | { ok: false; error: unknown }
+
+/** Waits for `promise` and reports how it settled, without throwing. */
+export function outcome<T>(promise: Promise<T>): Promise<Outcome<T>> {
+  return promise.then(
+    (value): Outcome<T> => ({ ok: true, value }),
+    (error: unknown): Outcome<T> => ({ ok: false, error }),
+  )
+}
+
+/**
+ * `promise`, or a rejection naming `what` if it has not settled after `ms`: a guard that
+ * turns a hang into a failure, never a timing assertion.
+ */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, guard]).finally(() => clearTimeout(timer))
+}
+
+/** The next turn of the event loop (after I/O callbacks already due). */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/**
+ * A named pipe (FIFO) in a fresh temp dir, opened read-write (so opening never blocks and
+ * it never reports end of file); its descriptor is closed after the test. A read on it
+ * blocks in the kernel until someone writes.
+ */
+export function fifo(t: ExecutionContext): { path: string; fd: number } {
+  const path = join(tempDir(t), 'fifo')
+  execFileSync('mkfifo', [path])
+  const fd = openSync(path, constants_fs.O_RDWR)
+  t.teardown(() => closeQuietly(fd))
+  return { path, fd }
+}
+
+const directIoDirs = new Map<string, boolean>()
+
+/**
+ * A directory on a file system that takes `O_DIRECT` (tmpfs refuses it): the OS temp dir,
+ * else /var/tmp, else the repository. `undefined` when none does.
+ */
+export function directIoDirectory(): string | undefined {
+  for (const dir of [tmpdir(), '/var/tmp', REPO_ROOT]) {
+    let works = directIoDirs.get(dir)
+    if (works === undefined) {
+      works = false
+      let probe: string | undefined
+      try {
+        probe = mkdtempSync(join(dir, 'caio-odirect-'))
+        const fd = openSync(join(probe, 'probe'), constants_fs.O_RDWR | constants_fs.O_CREAT | constants_fs.O_DIRECT)
+        closeSync(fd)
+        works = true
+      } catch {
+        // this file system refuses O_DIRECT (or the directory is not writable)
+      } finally {
+        if (probe !== undefined) rmSync(probe, { recursive: true, force: true })
+      }
+      directIoDirs.set(dir, works)
+    }
+    if (works) return dir
+  }
+  return undefined
+}
+
+/**
+ * A file of `content` opened with `O_DIRECT | O_RDWR` on a file system that takes it; the
+ * test fails (returns `undefined`) when there is none.
+ */
+export function directFileWith(t: ExecutionContext, content: Uint8Array): TestFile | undefined {
+  const base = directIoDirectory()
+  if (base === undefined) {
+    t.fail(`no directory here takes O_DIRECT (tried ${tmpdir()}, /var/tmp, ${REPO_ROOT})`)
+    return undefined
+  }
+  const dir = mkdtempSync(join(base, 'caio-test-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const path = join(dir, `direct-${++fileCount}`)
+  writeFileSync(path, content)
+  const fd = openSync(path, constants_fs.O_RDWR | constants_fs.O_DIRECT)
+  t.teardown(() => closeQuietly(fd))
+  return { path, fd, content: () => readFileSync(path) }
+}
+
+/**
+ * JavaScript for child scripts: `usage()` returns `[open descriptors, threads]` of the
+ * process (`[0, 0]` without /proc), and `settleUsage(before, ms)` polls until both are back
+ * to `before` (io_uring's kernel workers and ended threads leave asynchronously) or the
+ * time is up, and returns the last reading.
+ */
+export const CHILD_USAGE_JS = `
+  const usage = () => {
+    const fsu = require('node:fs')
+    if (!fsu.existsSync('/proc/self/fd')) return [0, 0]
+    return [fsu.readdirSync('/proc/self/fd').length, Number(/Threads:\\s+(\\d+)/.exec(fsu.readFileSync('/proc/self/status', 'utf8'))[1])]
+  }
+  const settleUsage = async (before, ms) => {
+    const end = Date.now() + ms
+    let now = usage()
+    while ((now[0] !== before[0] || now[1] > before[1]) && Date.now() < end) {
+      if (typeof gc === 'function') gc()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      now = usage()
+    }
+    return now
+  }
+`

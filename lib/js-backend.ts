@@ -13,6 +13,7 @@ import * as fs from 'node:fs'
 import { AbortError, closedError, SYSCALLS, systemError } from './errors'
 import { Fulfil, Opcode, BATCH_FIELDS, RESULT_ABORTED, RESULT_CLOSED } from './engine'
 import type { Engine, EngineOptions, PreparedBatch } from './engine'
+import { plainBytes } from './validate'
 import type { Offset } from './validate'
 
 const ECANCELED = -125
@@ -29,7 +30,9 @@ interface Task {
 }
 
 /** Runs one operation; `done` gets a byte count or a negative errno. */
-function perform(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, done: (result: number) => void): void {
+function perform(opcode: Opcode, fd: number, offset: Offset, buffer: ArrayBufferView | undefined, done: (result: number) => void): void {
+  // fs trusts a view's own byteLength, which a subclass can make lie: hand it plain bytes.
+  const view = buffer === undefined ? undefined : plainBytes(buffer)
   const settle = (error: NodeJS.ErrnoException | null, count?: number): void => {
     done(error ? (typeof error.errno === 'number' ? error.errno : -5) : (count ?? 0))
   }
@@ -83,8 +86,8 @@ export class JsEngine implements Engine {
   }
 
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, _priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
-    if (opcode === Opcode.Read && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length && !this.#closing && (view as ArrayBufferView).byteLength > 0) {
-      return this.#readNow(fd, offset, view as NodeJS.ArrayBufferView, fulfil)
+    if (opcode === Opcode.Read && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length && !this.#closing && plainBytes(view as ArrayBufferView).byteLength > 0) {
+      return this.#readNow(fd, offset, view as ArrayBufferView, fulfil)
     }
     return new Promise((resolve, reject) => {
       if (this.#closing) return reject(closedError())
@@ -108,11 +111,12 @@ export class JsEngine implements Engine {
 
   // The common case, a read with a free slot, without the task machinery: one closure and
   // one Promise per read, as close to bare fs.read callbacks as a Promise API gets.
-  #readNow(fd: number, offset: Offset, view: NodeJS.ArrayBufferView, fulfil: Fulfil): Promise<unknown> {
+  #readNow(fd: number, offset: Offset, view: ArrayBufferView, fulfil: Fulfil): Promise<unknown> {
     this.#inFlight++
+    const bytes = plainBytes(view)
     return new Promise((resolve, reject) => {
       try {
-        fs.read(fd, view, 0, view.byteLength, offset, (error, count) => {
+        fs.read(fd, bytes, 0, bytes.byteLength, offset, (error, count) => {
           this.#inFlight--
           if (error) reject(systemError(typeof error.errno === 'number' ? error.errno : -5, 'read', fd))
           else resolve(fulfil === Fulfil.Count ? count : fulfilment(fulfil, view, count))
@@ -193,8 +197,22 @@ export class JsEngine implements Engine {
     this.#queue.push(task)
     const signal = task.signal
     if (signal !== undefined) {
-      task.onAbort = () => this.#drop(task, RESULT_ABORTED)
-      signal.addEventListener('abort', task.onAbort, { once: true })
+      // One listener per signal, however many queued tasks share it.
+      let tasks = this.#queuedBySignal.get(signal)
+      if (tasks === undefined) {
+        const waiting = new Set<Task>()
+        tasks = waiting
+        this.#queuedBySignal.set(signal, waiting)
+        task.onAbort = (): void => {
+          this.#queuedBySignal.delete(signal)
+          for (const queued of [...waiting]) this.#drop(queued, RESULT_ABORTED)
+        }
+        signal.addEventListener('abort', task.onAbort, { once: true })
+      } else {
+        task.onAbort = this.#abortListeners.get(tasks)
+      }
+      this.#abortListeners.set(tasks, task.onAbort as () => void)
+      tasks.add(task)
     }
   }
 
@@ -208,8 +226,16 @@ export class JsEngine implements Engine {
 
   #dequeued(task: Task): void {
     task.queued = false
-    if (task.onAbort) task.signal?.removeEventListener('abort', task.onAbort)
+    const signal = task.signal
+    if (signal === undefined) return
+    const tasks = this.#queuedBySignal.get(signal)
+    if (tasks === undefined || !tasks.delete(task) || tasks.size > 0) return
+    this.#queuedBySignal.delete(signal)
+    if (task.onAbort) signal.removeEventListener('abort', task.onAbort)
   }
+
+  readonly #queuedBySignal = new WeakMap<AbortSignal, Set<Task>>()
+  readonly #abortListeners = new WeakMap<Set<Task>, () => void>()
 
   #run(task: Task): void {
     this.#inFlight++

@@ -139,13 +139,39 @@ export class NativeEngine implements Engine {
     return promise
   }
 
+  // One listener per signal, however many operations share it (a listener each would trip
+  // Node's MaxListenersExceededWarning at 11, and cost an add and a remove per operation).
+  readonly #watched = new WeakMap<AbortSignal, Set<number>>()
+
   #cancelOnAbort(promise: Promise<unknown>, signal: AbortSignal): void {
     const token = this.#binding.lastToken(this.#ctx)
-    const onAbort = (): void => this.#binding.cancel(this.#ctx, token)
-    signal.addEventListener('abort', onAbort, { once: true })
-    const forget = (): void => signal.removeEventListener('abort', onAbort)
+    let tokens = this.#watched.get(signal)
+    if (tokens === undefined) {
+      const waiting = new Set<number>()
+      const onAbort = (): void => {
+        this.#watched.delete(signal)
+        for (const waitingToken of waiting) this.#binding.cancel(this.#ctx, waitingToken)
+        waiting.clear()
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.#watched.set(signal, waiting)
+      tokens = waiting
+      this.#listeners.set(waiting, onAbort)
+    }
+    tokens.add(token)
+    const watching = tokens
+    const forget = (): void => {
+      watching.delete(token)
+      if (watching.size > 0 || this.#watched.get(signal) !== watching) return
+      this.#watched.delete(signal)
+      const onAbort = this.#listeners.get(watching)
+      if (onAbort) signal.removeEventListener('abort', onAbort)
+    }
     promise.then(forget, forget)
   }
+
+  readonly #listeners = new WeakMap<Set<number>, () => void>()
+
 
   close(): Promise<void> {
     return this.#binding.close(this.#ctx)

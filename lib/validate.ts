@@ -48,19 +48,70 @@ export function validateView(view: unknown, name = 'buffer'): ArrayBufferView {
   if (!ArrayBuffer.isView(view)) {
     throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', view)
   }
-  if (view.byteLength === 0 && isDetached(view.buffer)) {
+  const length = trueByteLength(view)
+  if (length === undefined || (length === 0 && isDetached(view))) {
     throw invalidArgValue(name, 'must not be a view of a detached ArrayBuffer', view)
   }
-  if (view.byteLength > MAX_LENGTH) throw outOfRange(`${name}.byteLength`, `<= ${MAX_LENGTH}`, view.byteLength)
+  if (length > MAX_LENGTH) throw outOfRange(`${name}.byteLength`, `<= ${MAX_LENGTH}`, length)
   return view
 }
 
-function isDetached(buffer: ArrayBufferLike): boolean {
+// The built-in getters, which a subclass cannot override: the length a view reports
+// through its own `byteLength` may lie, and `node:fs` trusts it (and aborts the process
+// when it is larger than the memory behind the view).
+const typedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype) as object
+const intrinsic = (prototype: object, key: string): ((this: unknown) => unknown) =>
+  Object.getOwnPropertyDescriptor(prototype, key)?.get as (this: unknown) => unknown
+const TYPED_ARRAY = {
+  byteLength: intrinsic(typedArrayPrototype, 'byteLength'),
+  byteOffset: intrinsic(typedArrayPrototype, 'byteOffset'),
+  buffer: intrinsic(typedArrayPrototype, 'buffer'),
+}
+const DATA_VIEW = {
+  byteLength: intrinsic(DataView.prototype, 'byteLength'),
+  byteOffset: intrinsic(DataView.prototype, 'byteOffset'),
+  buffer: intrinsic(DataView.prototype, 'buffer'),
+}
+const PLAIN_PROTOTYPES = new Set<unknown>([Buffer.prototype, Uint8Array.prototype])
+
+/** Whether a view's own properties can be trusted (a Buffer or a plain Uint8Array). */
+export function isPlainView(view: ArrayBufferView): boolean {
+  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view))
+}
+
+function gettersOf(view: ArrayBufferView): typeof TYPED_ARRAY {
+  return view instanceof DataView ? DATA_VIEW : TYPED_ARRAY
+}
+
+/** The view's real byte length, or undefined when its buffer is detached (DataView throws). */
+function trueByteLength(view: ArrayBufferView): number | undefined {
+  if (isPlainView(view)) return view.byteLength
+  try {
+    return gettersOf(view).byteLength.call(view) as number
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A plain Uint8Array over exactly the memory of `view`, from the built-in getters: what to
+ * hand to code that trusts a view's own `byteLength` (as `node:fs` does).
+ */
+export function plainBytes(view: ArrayBufferView): Uint8Array {
+  if (isPlainView(view)) return view as Uint8Array
+  const getters = gettersOf(view)
+  return new Uint8Array(getters.buffer.call(view) as ArrayBufferLike, getters.byteOffset.call(view) as number, getters.byteLength.call(view) as number)
+}
+
+function isDetached(view: ArrayBufferView): boolean {
+  const buffer = gettersOf(view).buffer.call(view) as ArrayBufferLike
+  // A SharedArrayBuffer can never be detached.
+  if (typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer) return false
   const detached = (buffer as { detached?: boolean }).detached
   if (typeof detached === 'boolean') return detached
   // Before ArrayBuffer.prototype.detached (V8 < 11.4): a detached buffer cannot be sliced.
   try {
-    buffer.slice(0, 0)
+    ArrayBuffer.prototype.slice.call(buffer, 0, 0)
     return false
   } catch {
     return true
@@ -83,11 +134,16 @@ export function validateData(data: unknown, name = 'data'): ArrayBufferView {
  */
 export function validatePriority(priority: unknown, name = 'priority'): number {
   if (priority === undefined) return 0
-  if (typeof priority === 'number' && priority >>> 0 === priority && priority <= MAX_PRIORITY && priority >>> 13 <= 3 && (priority & 0x1fff) <= 7) {
-    return priority
-  }
+  if (typeof priority === 'number' && priority >>> 0 === priority && priority <= MAX_PRIORITY && isIoprio(priority)) return priority
   if (typeof priority !== 'number') throw invalidArgType(name, 'of type number', priority)
-  throw outOfRange(name, 'an ioprio value: (class 0-3) << 13 | (level 0-7)', priority)
+  throw outOfRange(name, 'an ioprio value: 0, or (class 1-3) << 13 | (level 0-7)', priority)
+}
+
+/** Class 0 ("none") takes no level; the others take levels 0-7. */
+function isIoprio(priority: number): boolean {
+  const ioClass = priority >>> 13
+  const level = priority & 0x1fff
+  return ioClass === 0 ? level === 0 : ioClass <= 3 && level <= 7
 }
 
 export function validateSignal(signal: unknown, name = 'signal'): AbortSignal | undefined {

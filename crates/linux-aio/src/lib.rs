@@ -421,19 +421,43 @@ impl AioBackend {
     }
   }
 
-  /// The result for an iocb `io_submit` refused with `errno`. Reading a directory is
-  /// refused with `EINVAL` (it has no `read_iter`); it becomes `EISDIR`, as `read(2)` and
-  /// the other backends say.
+  /// The result for an iocb `io_submit` refused with `errno`. `EINVAL` there means the file
+  /// cannot do kernel AIO at all — a directory, `/dev/full`, `/proc/self/mem`, anything
+  /// without `read_iter`/`write_iter` — not that the request is wrong (a misaligned
+  /// `O_DIRECT` request fails in its completion instead). Such an operation is done with
+  /// the plain system call, at once, so that it ends as it would on every other backend:
+  /// `EISDIR`, `ENOSPC`, `EIO`, or done.
   fn refusal(&self, index: u32, errno: i32) -> i64 {
     // SAFETY: the slot's iocb is in the slab and the kernel is done with it (refused).
     let iocb = unsafe { *self.iocb(index) };
-    if errno == libc::EINVAL
-      && matches!(iocb.aio_lio_opcode, IOCB_CMD_PREAD | IOCB_CMD_PWRITE)
-      && is_directory(iocb.aio_fildes as i32)
-    {
-      return -(libc::EISDIR as i64);
+    if errno != libc::EINVAL {
+      return -(errno as i64);
     }
-    -(errno as i64)
+    let fd = iocb.aio_fildes as libc::c_int;
+    let buf = iocb.aio_buf as usize as *mut libc::c_void;
+    let len = iocb.aio_nbytes as usize;
+    loop {
+      // SAFETY: the buffer rule (caio_core docs): the pusher keeps `aio_buf` valid for
+      // `aio_nbytes` bytes until this operation's completion is reaped, which is later.
+      let rc = unsafe {
+        match iocb.aio_lio_opcode {
+          IOCB_CMD_PREAD => libc::pread(fd, buf, len, iocb.aio_offset) as i64,
+          IOCB_CMD_PWRITE => libc::pwrite(fd, buf, len, iocb.aio_offset) as i64,
+          IOCB_CMD_FSYNC => libc::fsync(fd) as i64,
+          IOCB_CMD_FDSYNC => libc::fdatasync(fd) as i64,
+          _ => return -(errno as i64),
+        }
+      };
+      if rc >= 0 {
+        return rc;
+      }
+      let error = io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO);
+      if error != libc::EINTR {
+        return -(error as i64);
+      }
+    }
   }
 
   /// Completes slot `index` with `result` into `out`, then starts the next operation of
@@ -769,17 +793,6 @@ impl Drop for AioBackend {
   }
 }
 
-fn is_directory(fd: libc::c_int) -> bool {
-  let mut stat = MaybeUninit::<libc::stat>::uninit();
-  // SAFETY: fstat writes one struct stat into the live local.
-  if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
-    return false;
-  }
-  // SAFETY: fstat succeeded, so it filled the struct.
-  let stat = unsafe { stat.assume_init() };
-  stat.st_mode & libc::S_IFMT == libc::S_IFDIR
-}
-
 /// Checks that kernel AIO can serve a context of `capacity` operations here: Linux 4.18 or
 /// newer (for `IOCB_CMD_FSYNC`), and an `io_setup` that succeeds. The error says why not
 /// and what to do, ready to show a user.
@@ -1054,16 +1067,36 @@ mod tests {
     let mut buf = [0u8; 3];
     let mut best_effort = op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1);
     best_effort.priority = (2 << 13) | 4; // IOPRIO_CLASS_BE, level 4
-    let mut invalid = op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 2);
-    invalid.priority = 7 << 13; // no such class
-                                // SAFETY: `buf` outlives the reap below.
+                                          // SAFETY: `buf` outlives the reap below.
+    unsafe { backend.push(best_effort).unwrap() };
+    backend.submit().unwrap();
+    assert_eq!(results(&run_until_done(&mut backend, 1)), [3]);
+    assert_eq!(&buf, b"abc");
+  }
+
+  #[test]
+  fn files_without_kernel_aio_answer_as_the_plain_system_call_does() {
+    let full = std::fs::OpenOptions::new()
+      .write(true)
+      .open("/dev/full")
+      .unwrap();
+    let zero = File::open("/dev/zero").unwrap();
+    let mut backend = AioBackend::new(4).unwrap();
+    let mut data = *b"x";
+    let mut zeros = [7u8; 4];
+    // SAFETY: both buffers outlive the reap below.
     unsafe {
-      backend.push(best_effort).unwrap();
-      backend.push(invalid).unwrap();
+      backend
+        .push(op(Opcode::Write, full.as_raw_fd(), 0, &mut data, 1))
+        .unwrap();
+      backend
+        .push(op(Opcode::Read, zero.as_raw_fd(), 0, &mut zeros, 2))
+        .unwrap();
     }
     backend.submit().unwrap();
     let done = sorted(run_until_done(&mut backend, 2));
-    assert_eq!(results(&done), [3, -(libc::EINVAL as i64)]);
+    assert_eq!(results(&done), [-(libc::ENOSPC as i64), 4]);
+    assert_eq!(zeros, [0u8; 4]);
   }
 
   #[test]
