@@ -1,45 +1,72 @@
 /**
  * The contenders: every way of doing a workload's operations that the bench compares.
- * Node's own ways are fixed entries; caio gets one entry per backend (`caio:<backend>`),
- * made from the backend list, so `uring` and `linux` join the table as soon as
- * `backends()` reports them available. A new contender (Bun, the Python caio, fio) is a
- * new entry whose `open` returns its {@link Io}; a child process may need another
- * command than `node worker.js`, which `command` is there for.
+ *
+ * - Node's own ways (`fs.promises`, `fs.callbacks` on the thread pool and with
+ *   `UV_USE_IO_URING=1`, `fs.readSync`), run by `node worker.js`.
+ * - caio: one entry per backend (`caio:<backend>`, `ctx.readInto`/`ctx.write`/`ctx.fsync`),
+ *   `caio:uring+sqpoll`, and the batch entries (`caio:<backend>/batch`, `ctx.submit`).
+ * - Bun's own `fs` ways (`bun:…`): the same worker script run by `bun`.
+ * - fio with the engine that matches a caio backend (`fio:io_uring`, `fio:libaio`), and
+ *   the Python caio (`py:<backend>` through `bench/python_caio.py`): see external.ts.
+ *
+ * Each entry says which row groups it has a row in (`joins`), what it really runs there
+ * (`effective`: a synchronous one runs at depth 1; a per-operation one in the batch group
+ * is the same run as in the 64-in-flight group), and why it cannot run on this machine.
  */
-import { closeSync, openSync, read as fsRead, readSync } from 'node:fs'
+import { closeSync, constants, fsync as fsFsync, openSync, read as fsRead, readSync, write as fsWrite } from 'node:fs'
 import { open as fsOpen } from 'node:fs/promises'
 
 import { backends, Context, DEFAULT_MAX_REQUESTS } from '../index'
-import type { BackendName } from '../index'
-import type { Io } from './drivers'
+import type { BackendName, BatchOp } from '../index'
+import type { Io, SyncFile } from './drivers'
+import { fioEngineUnavailable, pythonCaioUnavailable, bunUnavailable, PYTHON_MODULES } from './external'
+import type { PythonImpl } from './external'
+import { isSweep, reshape } from './workloads'
 import type { Workload } from './workloads'
 
 /** A contender opened in the child for one workload. */
 export interface Opened {
   io: Io
+  /** fsync of the file (workloads with `fsyncEvery`). */
+  sync?: SyncFile
   /** What the contender reports about itself (backend, pool size…), kept in the JSON. */
   info: Record<string, string | number | boolean>
   close(): Promise<void>
 }
 
+export type Family = 'node' | 'caio' | 'bun' | 'fio' | 'python'
+
+/** What runs a contender's child: `node`/`bun` run worker.js, `python` the driver script, `fio` is fio itself. */
+export type Runner = 'node' | 'bun' | 'python' | 'fio'
+
 export interface Contender {
   /** Name for `--contenders` and in the JSON. */
   id: string
-  /** Name in the table. */
-  label: string
-  group: 'node' | 'caio'
+  family: Family
+  runner: Runner
+  /** Name in the table, for a workload. */
+  label(workload: Workload): string
   /** Environment of its child process, over the bench's own. */
   env: Readonly<Record<string, string>>
-  /** Synchronous: depth means nothing, it runs once, at depth 1, and shows in every group. */
+  /** Synchronous: depth means nothing, it runs at depth 1 (one run shared by every group of the same operation). */
   sync: boolean
   /** Runs unless `--contenders` leaves it out (off ones run only when named). */
   byDefault: boolean
   /** It should hold an io_uring open while it runs; the child checks, the table warns if not. */
   expectsUring: boolean
-  /** Why it cannot run here, or undefined. */
+  /** Whether it has a row in this workload's group: true, false (no row), or why it cannot do this workload (a note). */
+  joins(workload: Workload): boolean | string
+  /** Why it cannot run on this machine at all, or undefined. Probes once. */
   unavailable(): string | undefined
-  /** Opens `file` for `workload` (in the child process). */
-  open(file: string, workload: Workload): Promise<Opened>
+  /** Opens `file` for `workload` (node/bun runners, in the child). */
+  open?(file: string, workload: Workload): Promise<Opened>
+}
+
+/** What a contender really runs for a workload. */
+export function effective(contender: Contender, workload: Workload): Workload {
+  if (contender.sync) return reshape(workload, 1, 1)
+  if (!contender.id.endsWith('/batch')) return reshape(workload, workload.depth, 1)
+  return workload
 }
 
 /** libuv reads `UV_USE_IO_URING` once at startup; the thread-pool rows say 0 so a user's environment cannot move them. */
@@ -50,32 +77,45 @@ function always(): undefined {
   return undefined
 }
 
-function node(id: string, label: string, env: Readonly<Record<string, string>>, open: Contender['open'], extra?: Partial<Contender>): Contender {
-  return { id, label, group: 'node', env, sync: false, byDefault: true, expectsUring: env.UV_USE_IO_URING === '1', unavailable: always, open, ...extra }
+function fileFlags(workload: Workload): number {
+  const mode = workload.op === 'read' ? constants.O_RDONLY : constants.O_RDWR
+  return workload.cache === 'direct' ? mode | constants.O_DIRECT : mode
+}
+
+function verb(workload: Workload): string {
+  return workload.op === 'read' ? 'read' : 'write'
 }
 
 async function openPromises(file: string, workload: Workload): Promise<Opened> {
-  const handle = await fsOpen(file, 'r')
+  const handle = await fsOpen(file, fileFlags(workload))
   const length = workload.blockSize
+  const io = workload.op === 'read' ? (buffer: Buffer, position: number) => handle.read(buffer, 0, length, position) : (buffer: Buffer, position: number) => handle.write(buffer, 0, length, position)
   return {
-    io: { style: 'promise', io: (buffer, position) => handle.read(buffer, 0, length, position) },
+    io: { style: 'promise', io },
+    sync: () => handle.sync(),
     info: { threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (default)' },
     close: () => handle.close(),
   }
 }
 
 async function openCallbacks(file: string, workload: Workload): Promise<Opened> {
-  const fd = openSync(file, 'r')
+  const fd = openSync(file, fileFlags(workload))
   const length = workload.blockSize
+  const io =
+    workload.op === 'read'
+      ? (buffer: Buffer, position: number, callback: (error: Error | null, bytes: number) => void) => fsRead(fd, buffer, 0, length, position, callback)
+      : (buffer: Buffer, position: number, callback: (error: Error | null, bytes: number) => void) => fsWrite(fd, buffer, 0, length, position, callback)
   return {
-    io: { style: 'callback', io: (buffer, position, callback) => fsRead(fd, buffer, 0, length, position, callback) },
+    io: { style: 'callback', io },
+    sync: () => new Promise<void>((resolve, reject) => fsFsync(fd, (error) => (error ? reject(error) : resolve()))),
     info: { threadpool: process.env.UV_THREADPOOL_SIZE ?? '4 (default)' },
     close: async () => closeSync(fd),
   }
 }
 
-async function openSync_(file: string, workload: Workload): Promise<Opened> {
-  const fd = openSync(file, 'r')
+async function openReadSync(file: string, workload: Workload): Promise<Opened> {
+  if (workload.op !== 'read') throw new Error('bench: fs.readSync only reads')
+  const fd = openSync(file, fileFlags(workload))
   const length = workload.blockSize
   return {
     io: { style: 'sync', io: (buffer, position) => readSync(fd, buffer, 0, length, position) },
@@ -84,69 +124,239 @@ async function openSync_(file: string, workload: Workload): Promise<Opened> {
   }
 }
 
-/** Node's own ways, in table order. */
-export const NODE_CONTENDERS: readonly Contender[] = [
-  node('fs.promises', 'fs.promises FileHandle.read', THREAD_POOL, openPromises),
-  node('fs.promises+uring', 'fs.promises, UV_USE_IO_URING=1', LIBUV_URING, openPromises, { byDefault: false }),
-  node('fs.read', 'fs.read callbacks (thread pool)', THREAD_POOL, openCallbacks),
-  node('fs.read+uring', 'fs.read callbacks, UV_USE_IO_URING=1', LIBUV_URING, openCallbacks),
-  node('fs.readSync', 'fs.readSync (sync, depth 1)', THREAD_POOL, openSync_, { sync: true }),
-]
+const CACHED_READS = (w: Workload): boolean => w.kind === 'cached-read'
+/** Node's callbacks and promises: every group but the batch one; O_DIRECT only for fs.promises ("for contrast"). */
+const ASYNC_NODE = (w: Workload): boolean => w.kind !== 'batch' && w.kind !== 'direct-read'
 
-/** The figures every row is held against (the ratio columns). */
-export const BASELINES = [
-  { id: 'fs.promises', column: '×promises' },
-  { id: 'fs.read', column: '×fs.read' },
-] as const
-
-/** Every caio backend name, in the order `backends()` reports them. */
-const CAIO_BACKENDS = ['uring', 'linux', 'thread', 'js'] as const satisfies readonly BackendName[]
-
-function isCaioBackend(name: string): name is (typeof CAIO_BACKENDS)[number] {
-  return (CAIO_BACKENDS as readonly string[]).includes(name)
+interface NodeWay {
+  id: string
+  label: (w: Workload) => string
+  env: Readonly<Record<string, string>>
+  open: NonNullable<Contender['open']>
+  joins: (w: Workload) => boolean
+  sync?: boolean
+  byDefault?: boolean
 }
 
-/** The contender for one caio backend: `ctx.readInto` into the worker's buffer. */
-export function caioContender(backend: BackendName): Contender {
-  return {
-    id: `caio:${backend}`,
-    label: `caio ${backend} readInto`,
-    group: 'caio',
+const NODE_WAYS: readonly NodeWay[] = [
+  {
+    id: 'fs.promises',
+    label: (w) => `fs.promises FileHandle.${verb(w)}${w.fsyncEvery > 0 ? ' + sync' : ''}`,
     env: THREAD_POOL,
-    sync: false,
-    byDefault: true,
-    expectsUring: backend === 'uring',
-    unavailable: () => {
-      const status = backends().find((s) => s.name === backend)
-      return status === undefined ? 'unknown backend' : status.available ? undefined : (status.reason ?? 'not available')
-    },
-    open: async (file, workload) => {
-      const fd = openSync(file, 'r')
-      const ctx = new Context({ backend, maxRequests: Math.max(DEFAULT_MAX_REQUESTS, workload.depth) })
-      const info: Opened['info'] = { backend: ctx.backend, maxRequests: ctx.maxRequests }
-      if (ctx.poolSize !== undefined) info.poolSize = ctx.poolSize
-      if (ctx.backend === 'uring') info.sqpoll = ctx.sqpoll
-      return {
-        io: { style: 'promise', io: (buffer, position) => ctx.readInto(buffer, fd, position) },
-        info,
-        close: async () => {
-          await ctx.close()
-          closeSync(fd)
-        },
-      }
-    },
+    open: openPromises,
+    joins: () => true,
+  },
+  {
+    id: 'fs.promises+uring',
+    label: (w) => `fs.promises FileHandle.${verb(w)}, UV_USE_IO_URING=1`,
+    env: LIBUV_URING,
+    open: openPromises,
+    joins: ASYNC_NODE,
+    byDefault: false,
+  },
+  {
+    id: 'fs.callbacks',
+    label: (w) => `fs.${verb(w)} callbacks (thread pool)`,
+    env: THREAD_POOL,
+    open: openCallbacks,
+    joins: ASYNC_NODE,
+  },
+  {
+    id: 'fs.callbacks+uring',
+    label: (w) => `fs.${verb(w)} callbacks, UV_USE_IO_URING=1`,
+    env: LIBUV_URING,
+    open: openCallbacks,
+    joins: ASYNC_NODE,
+  },
+  {
+    id: 'fs.readSync',
+    label: () => 'fs.readSync (sync, 1 thread)',
+    env: THREAD_POOL,
+    open: openReadSync,
+    // The synchronous ceiling for reads from the page cache.
+    joins: (w) => w.cache === 'cached' && w.op === 'read' && !isSweep(w),
+    sync: true,
+  },
+]
+
+function nodeContender(way: NodeWay): Contender {
+  return {
+    id: way.id,
+    family: 'node',
+    runner: 'node',
+    label: way.label,
+    env: way.env,
+    sync: way.sync ?? false,
+    byDefault: way.byDefault ?? true,
+    expectsUring: way.env.UV_USE_IO_URING === '1',
+    joins: way.joins,
+    unavailable: always,
+    open: way.open,
   }
 }
 
-/** Every contender this build knows, in table order: Node's, then caio's backends. */
-export function allContenders(): Contender[] {
-  return [...NODE_CONTENDERS, ...CAIO_BACKENDS.map(caioContender)]
+/** Bun's own `fs` ways, in the cached-read groups: the bars a user weighs switching runtime against. */
+function bunContender(way: NodeWay): Contender {
+  return {
+    id: `bun:${way.id}`,
+    family: 'bun',
+    runner: 'bun',
+    label: (w) => `Bun ${way.label(w).replace(/, UV_USE_IO_URING=1| \(thread pool\)/, '')}`,
+    env: {},
+    sync: way.sync ?? false,
+    byDefault: true,
+    expectsUring: false,
+    joins: CACHED_READS,
+    unavailable: bunUnavailable,
+    open: way.open,
+  }
 }
 
-/** The contender named `id`, without probing anything it does not need. */
+/** Every caio backend name, in the order `backends()` reports them. */
+export const CAIO_BACKENDS = ['uring', 'linux', 'thread', 'js'] as const satisfies readonly BackendName[]
+
+function backendUnavailable(backend: BackendName): string | undefined {
+  const status = backends().find((s) => s.name === backend)
+  return status === undefined ? 'unknown backend' : status.available ? undefined : (status.reason ?? 'not available')
+}
+
+let sqpollProbe: string | undefined | null = null
+
+/** Whether the kernel lets this process have an SQPOLL ring (it needs CAP_SYS_NICE before Linux 5.11). */
+function sqpollUnavailable(): string | undefined {
+  if (sqpollProbe !== null) return sqpollProbe
+  sqpollProbe = backendUnavailable('uring')
+  if (sqpollProbe === undefined) {
+    try {
+      const ctx = new Context({ backend: 'uring', sqpoll: true, maxRequests: 8 })
+      if (!ctx.sqpoll) sqpollProbe = 'the kernel refused IORING_SETUP_SQPOLL here'
+      void ctx.close()
+    } catch (error) {
+      sqpollProbe = error instanceof Error ? error.message : String(error)
+    }
+  }
+  return sqpollProbe
+}
+
+interface CaioVariant {
+  backend: BackendName
+  sqpoll: boolean
+  batch: boolean
+}
+
+function caioOpen(variant: CaioVariant): NonNullable<Contender['open']> {
+  return async (file, workload) => {
+    const fd = openSync(file, fileFlags(workload))
+    const ctx = new Context({ backend: variant.backend, sqpoll: variant.sqpoll, maxRequests: Math.max(DEFAULT_MAX_REQUESTS, workload.depth) })
+    if (variant.sqpoll && !ctx.sqpoll) throw new Error('bench: asked for sqpoll, the context has none')
+    const info: Opened['info'] = { backend: ctx.backend, maxRequests: ctx.maxRequests }
+    if (ctx.poolSize !== undefined) info.poolSize = ctx.poolSize
+    if (ctx.backend === 'uring') info.sqpoll = ctx.sqpoll
+    const close = async (): Promise<void> => {
+      await ctx.close()
+      closeSync(fd)
+    }
+    const sync = (): Promise<void> => ctx.fsync(fd)
+    if (variant.batch) {
+      if (workload.op !== 'read') throw new Error('bench: the batch contenders only read')
+      info.perSubmit = workload.batch
+      return {
+        io: {
+          style: 'batch',
+          prepare: (buffers) => {
+            // Made once per worker; the driver rewrites the offsets in place between submits.
+            const ops: Array<BatchOp & { offset: number }> = buffers.map((buffer) => ({ op: 'read', fd, offset: 0, buffer }))
+            return { slots: ops, submit: () => ctx.submit(ops) }
+          },
+        },
+        sync,
+        info,
+        close,
+      }
+    }
+    const io = workload.op === 'read' ? (buffer: Buffer, position: number) => ctx.readInto(buffer, fd, position) : (buffer: Buffer, position: number) => ctx.write(buffer, fd, position)
+    return { io: { style: 'promise', io }, sync, info, close }
+  }
+}
+
+function caioContender(variant: CaioVariant): Contender {
+  const name = `${variant.backend}${variant.sqpoll ? ' (sqpoll)' : ''}`
+  return {
+    id: `caio:${variant.backend}${variant.sqpoll ? '+sqpoll' : ''}${variant.batch ? '/batch' : ''}`,
+    family: 'caio',
+    runner: 'node',
+    label: (w) => (variant.batch ? `caio ${name} submit ×${w.batch}` : `caio ${name} ${w.op === 'read' ? 'readInto' : w.fsyncEvery > 0 ? 'write + fsync' : 'write'}`),
+    env: THREAD_POOL,
+    sync: false,
+    byDefault: true,
+    expectsUring: variant.backend === 'uring',
+    joins: variant.batch ? (w) => w.kind === 'batch' : variant.sqpoll ? (w) => w.kind === 'cached-read' || w.kind === 'batch' : () => true,
+    unavailable: variant.sqpoll ? sqpollUnavailable : () => backendUnavailable(variant.backend),
+    open: caioOpen(variant),
+  }
+}
+
+/** fio with the engine that matches a caio backend: the device's ceiling with O_DIRECT, a C reference everywhere else. */
+function fioContender(engine: 'io_uring' | 'libaio'): Contender {
+  return {
+    id: `fio:${engine}`,
+    family: 'fio',
+    runner: 'fio',
+    label: () => `fio --ioengine=${engine}`,
+    env: {},
+    sync: false,
+    byDefault: true,
+    expectsUring: false,
+    joins: (w) => w.kind !== 'batch' && !isSweep(w),
+    unavailable: () => fioEngineUnavailable(engine),
+  }
+}
+
+/** The Python caio (the seed) with `CAIO_IMPL` set to one of its backends. */
+function pythonContender(impl: PythonImpl): Contender {
+  return {
+    id: `py:${impl}`,
+    family: 'python',
+    runner: 'python',
+    label: () => `Python caio ${impl} (${PYTHON_MODULES[impl].replace('caio.', '').replace('_asyncio', '')})`,
+    env: { CAIO_IMPL: impl },
+    sync: false,
+    byDefault: true,
+    expectsUring: impl === 'uring',
+    joins: (w) => (w.kind === 'direct-read' ? 'its read() allocates its own unaligned buffer, which O_DIRECT refuses (EINVAL)' : w.kind !== 'batch'),
+    unavailable: () => pythonCaioUnavailable(impl),
+  }
+}
+
+/** Every contender this build knows, in table order. */
+export function allContenders(): Contender[] {
+  const caio: Contender[] = []
+  for (const backend of CAIO_BACKENDS) {
+    caio.push(caioContender({ backend, sqpoll: false, batch: false }))
+    if (backend === 'uring') caio.push(caioContender({ backend, sqpoll: true, batch: false }))
+  }
+  for (const backend of CAIO_BACKENDS) {
+    caio.push(caioContender({ backend, sqpoll: false, batch: true }))
+    if (backend === 'uring') caio.push(caioContender({ backend, sqpoll: true, batch: true }))
+  }
+  return [
+    ...NODE_WAYS.map(nodeContender),
+    ...caio,
+    fioContender('io_uring'),
+    fioContender('libaio'),
+    ...(['uring', 'linux', 'thread', 'python'] as const).map(pythonContender),
+    ...NODE_WAYS.filter((w) => w.id === 'fs.promises' || w.id === 'fs.callbacks' || w.id === 'fs.readSync').map(bunContender),
+  ]
+}
+
+/** Ids the first version of the bench used. */
+export const ALIASES: Readonly<Record<string, string>> = {
+  'fs.read': 'fs.callbacks',
+  'fs.read+uring': 'fs.callbacks+uring',
+}
+
+/** The contender named `id` (or one of its {@link ALIASES}), without probing anything. */
 export function contenderById(id: string): Contender | undefined {
-  const known = NODE_CONTENDERS.find((c) => c.id === id)
-  if (known) return known
-  const backend = id.startsWith('caio:') ? id.slice('caio:'.length) : ''
-  return isCaioBackend(backend) ? caioContender(backend) : undefined
+  const wanted = ALIASES[id] ?? id
+  return allContenders().find((c) => c.id === wanted)
 }

@@ -1,10 +1,11 @@
 /**
- * The bench's data file: written in a fresh directory on a real disk file system (not
- * tmpfs: its reads take another kernel path, and O_DIRECT rows will need a disk), read
- * once so every block is in the page cache, removed at the end.
+ * The bench's files, in a fresh directory on a real disk file system (not tmpfs: its
+ * reads take another kernel path, and it refuses O_DIRECT), removed at the end: the data
+ * file (random bytes, read once so every block is in the page cache), its O_DIRECT copy
+ * (never in the page cache), and the scratch file the write workloads write into.
  */
 import { randomFillSync } from 'node:crypto'
-import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, statfsSync, writeSync } from 'node:fs'
+import { closeSync, constants, fsyncSync, mkdtempSync, openSync, readSync, rmSync, statfsSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -81,14 +82,23 @@ export interface DataFile {
 
 const CHUNK = 1 << 20
 
-/**
- * Makes `size` bytes of random data in a new directory under `parent`, then reads it
- * back once. `onDir` gets the directory as soon as it exists, so cleanup can find it
- * even if writing fails halfway.
- */
-export function createDataFile(parent: string, size: number, onDir: (dir: string) => void): DataFile {
+function writeAll(fd: number, chunk: Buffer, n: number, position: number): void {
+  let written = 0
+  while (written < n) written += writeSync(fd, chunk, written, n - written, position + written)
+}
+
+/** A new directory under `parent` for the bench's files; `onDir` gets it at once, so cleanup can find it even if writing fails halfway. */
+export function makeDir(parent: string, onDir: (dir: string) => void): string {
   const dir = mkdtempSync(join(parent, 'caio-bench-'))
   onDir(dir)
+  return dir
+}
+
+/**
+ * The data file: `size` bytes of random data in `dir`, flushed to disk, then read back
+ * once so every block is in the page cache.
+ */
+export function createDataFile(dir: string, size: number): DataFile {
   const path = join(dir, 'data.bin')
   const chunk = Buffer.allocUnsafe(CHUNK)
   const fd = openSync(path, 'w+')
@@ -96,8 +106,7 @@ export function createDataFile(parent: string, size: number, onDir: (dir: string
     for (let done = 0; done < size; ) {
       const n = Math.min(CHUNK, size - done)
       randomFillSync(chunk, 0, n)
-      let written = 0
-      while (written < n) written += writeSync(fd, chunk, written, n - written, done + written)
+      writeAll(fd, chunk, n, done)
       done += n
     }
     // Written pages are dirty; flushing now keeps writeback from competing with the rounds.
@@ -110,6 +119,67 @@ export function createDataFile(parent: string, size: number, onDir: (dir: string
     }
     const warmSec = (performance.now() - t0) / 1000
     return { dir, path, size, fs: fsName(dir), warmSec, warmRate: size / warmSec }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/**
+ * The O_DIRECT file: a copy of the data file written with O_DIRECT, so none of it ever
+ * enters the page cache (every contender, and fio with --direct=1, reads it with O_DIRECT
+ * too). Throws with the reason when the file system refuses O_DIRECT (tmpfs does).
+ */
+export function createDirectFile(dir: string, data: DataFile, aligned: (size: number) => Buffer): string {
+  const path = join(dir, 'direct.bin')
+  const size = data.size - (data.size % 4096)
+  const chunk = aligned(CHUNK)
+  const src = openSync(data.path, 'r')
+  let fd: number
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT, 0o600)
+  } catch (error) {
+    closeSync(src)
+    const code = error instanceof Error && 'code' in error ? String(error.code) : ''
+    throw new Error(code === 'EINVAL' ? `${fsName(dir)} at ${dir} does not take O_DIRECT (pass --dir on ext4 or xfs)` : `cannot open ${path} with O_DIRECT: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  try {
+    for (let done = 0; done < size; ) {
+      const n = Math.min(CHUNK, size - done)
+      const got = readSync(src, chunk, 0, n, done)
+      if (got !== n) throw new Error(`bench: short read of the data file at ${done}`)
+      writeAll(fd, chunk, n, done)
+      done += n
+    }
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+    closeSync(src)
+  }
+  return path
+}
+
+/**
+ * The scratch file the write workloads write into: `size` bytes, written once and flushed,
+ * so every write lands on allocated blocks whose pages are in the page cache.
+ */
+export function createScratchFile(dir: string, size: number): string {
+  const path = join(dir, 'scratch.bin')
+  const chunk = Buffer.alloc(CHUNK)
+  const fd = openSync(path, 'w+')
+  try {
+    for (let done = 0; done < size; done += CHUNK) writeAll(fd, chunk, Math.min(CHUNK, size - done), done)
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+  return path
+}
+
+/** Flushes a file's dirty pages (after a write run, so its writeback does not land in the next run). */
+export function flushFile(path: string): void {
+  const fd = openSync(path, 'r+')
+  try {
+    fsyncSync(fd)
   } finally {
     closeSync(fd)
   }

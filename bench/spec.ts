@@ -8,7 +8,7 @@ export interface WorkerSpec {
   /** A contender id (see contenders.ts). */
   contender: string
   workload: Workload
-  /** The data file, already written and in the page cache. */
+  /** The file the operations go to, already written (see `fileRole`): in the page cache unless the workload is O_DIRECT. */
   file: string
   fileSize: number
   /** Measured seconds, after `warmupSec` of the same work that is not counted. */
@@ -61,13 +61,31 @@ function str(o: Record<string, unknown>, key: string): string {
   return v
 }
 
-function parseWorkload(value: unknown): Workload {
+const KINDS: readonly Workload['kind'][] = ['cached-read', 'batch', 'direct-read', 'random-write', 'seq-write', 'seq-read', 'sweep-concurrency', 'sweep-chunk']
+
+function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowed: readonly T[]): T {
+  const v = str(o, key)
+  const found = allowed.find((a) => a === v)
+  if (found === undefined) throw new Error(`bench: field ${key} is ${JSON.stringify(v)}, not one of ${allowed.join(', ')}`)
+  return found
+}
+
+export function parseWorkload(value: unknown): Workload {
   if (!isRecord(value)) throw new Error('bench: workload is not an object')
-  const op = str(value, 'op')
-  const pattern = str(value, 'pattern')
-  const cache = str(value, 'cache')
-  if (op !== 'read' || pattern !== 'random' || cache !== 'cached') throw new Error(`bench: unknown workload kind ${op}/${pattern}/${cache}`)
-  return { name: str(value, 'name'), title: str(value, 'title'), op, pattern, cache, blockSize: num(value, 'blockSize'), depth: num(value, 'depth') }
+  const workload: Workload = {
+    name: str(value, 'name'),
+    title: str(value, 'title'),
+    kind: oneOf(value, 'kind', KINDS),
+    op: oneOf(value, 'op', ['read', 'write'] as const),
+    pattern: oneOf(value, 'pattern', ['random', 'sequential'] as const),
+    blockSize: num(value, 'blockSize'),
+    depth: num(value, 'depth'),
+    batch: num(value, 'batch'),
+    fsyncEvery: num(value, 'fsyncEvery'),
+    cache: oneOf(value, 'cache', ['cached', 'direct'] as const),
+  }
+  if (value.x !== undefined) workload.x = num(value, 'x')
+  return workload
 }
 
 export function parseSpec(text: string): WorkerSpec {
@@ -84,7 +102,8 @@ export function parseSpec(text: string): WorkerSpec {
     seed: num(value, 'seed'),
   }
   if (spec.sampleEvery < 1 || (spec.sampleEvery & (spec.sampleEvery - 1)) !== 0) throw new Error('bench: sampleEvery must be a power of two')
-  if (spec.workload.depth < 1 || spec.workload.blockSize < 1 || spec.fileSize < spec.workload.blockSize) throw new Error('bench: bad workload for this file')
+  const w = spec.workload
+  if (w.depth < 1 || w.blockSize < 1 || w.batch < 1 || w.depth % w.batch !== 0 || spec.fileSize < w.blockSize) throw new Error('bench: bad workload for this file')
   return spec
 }
 
