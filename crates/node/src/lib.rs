@@ -205,6 +205,11 @@ callback!(submit(env, info) {
     }
     ops.push(op);
   }
+  // The last operation links to nothing: no backend may take what comes after it in its
+  // queue for the rest of this batch's chain.
+  if let Some(last) = ops.last_mut() {
+    last.link = false;
+  }
   // A linked chain goes into the backend whole, so it must fit there. (A closed context
   // has no backend, and rejects the batch as closed instead.)
   let capacity = ctx.capacity();

@@ -39,7 +39,12 @@ struct Shared {
   done_count: AtomicUsize,
   notifier: Notifier,
   shutdown: AtomicBool,
+  /// Worker threads, for sharing out jobs.
+  workers: usize,
 }
+
+/// The most jobs a worker takes at once, so one worker never hoards a long queue.
+const MAX_JOBS_PER_TAKE: usize = 16;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
   // A worker never panics while holding a lock (it does no fallible work under one), so a
@@ -57,6 +62,7 @@ impl ThreadBackend {
       done_count: AtomicUsize::new(0),
       notifier: Notifier::new()?,
       shutdown: AtomicBool::new(false),
+      workers: pool_size.max(1),
     });
     let mut backend = ThreadBackend {
       shared,
@@ -209,10 +215,13 @@ fn run_worker(shared: &Shared) {
         if shared.shutdown.load(Ordering::Acquire) {
           return;
         }
-        if let Some(op) = jobs.pop_front() {
-          chain.push(op);
-          // A chain is pushed contiguously, so its members follow at the front.
-          while chain.last().is_some_and(|op| op.link) {
+        if !jobs.is_empty() {
+          // Take a fair share of what waits, not one job per lock: with a batch of 64
+          // behind the lock, one job per acquisition made the workers queue on the lock
+          // and on the futex behind it.
+          let share = (jobs.len() / shared.workers).clamp(1, MAX_JOBS_PER_TAKE);
+          while chain.len() < share || chain.last().is_some_and(|op| op.link) {
+            // A chain is pushed contiguously, so its members follow at the front.
             match jobs.pop_front() {
               Some(next) => chain.push(next),
               None => break,
