@@ -41,6 +41,10 @@ struct Shared {
   shutdown: AtomicBool,
   /// Worker threads, for sharing out jobs.
   workers: usize,
+  /// Tokens asked to be cancelled after a worker took them (see `cancel`).
+  cancels: Mutex<Vec<u64>>,
+  /// `cancels.len()`, read without the lock so that the common case costs one load.
+  cancel_count: AtomicUsize,
 }
 
 /// The most jobs a worker takes at once, so one worker never hoards a long queue.
@@ -63,6 +67,8 @@ impl ThreadBackend {
       notifier: Notifier::new()?,
       shutdown: AtomicBool::new(false),
       workers: pool_size.max(1),
+      cancels: Mutex::new(Vec::new()),
+      cancel_count: AtomicUsize::new(0),
     });
     let mut backend = ThreadBackend {
       shared,
@@ -123,6 +129,11 @@ impl Backend for ThreadBackend {
     let mut done = lock(&self.shared.done);
     self.shared.done_count.store(0, Ordering::Release);
     self.outstanding -= done.len();
+    if self.shared.cancel_count.load(Ordering::Acquire) > 0 {
+      for completion in done.iter() {
+        self.shared.take_cancel(completion.token);
+      }
+    }
     out.append(&mut done);
   }
 
@@ -137,9 +148,18 @@ impl Backend for ThreadBackend {
       let mut jobs = lock(&self.shared.jobs);
       match jobs.iter().position(|op| op.token == token) {
         Some(index) => withdraw_chain(&mut jobs, index),
-        None => return, // already running or done: it settles with its real result
+        None => Vec::new(),
       }
     };
+    if cancelled.is_empty() {
+      // Taken by a worker: it may not have started yet (a worker takes a share of the
+      // queue at once), so leave word; a worker checks before it starts each operation.
+      // One already running or done settles with its real result, and its word is
+      // dropped when it is reaped.
+      lock(&self.shared.cancels).push(token);
+      self.shared.cancel_count.fetch_add(1, Ordering::AcqRel);
+      return;
+    }
     self.shared.complete_all(cancelled);
   }
 
@@ -173,6 +193,19 @@ impl Drop for ThreadBackend {
 }
 
 impl Shared {
+  /// Removes `token` from the cancel requests; whether it was there.
+  fn take_cancel(&self, token: u64) -> bool {
+    let mut cancels = lock(&self.cancels);
+    match cancels.iter().position(|&t| t == token) {
+      Some(index) => {
+        cancels.swap_remove(index);
+        self.cancel_count.fetch_sub(1, Ordering::AcqRel);
+        true
+      }
+      None => false,
+    }
+  }
+
   fn complete_all(&self, completions: impl IntoIterator<Item = Completion>) {
     let mut done = lock(&self.done);
     let was_empty = done.is_empty();
@@ -237,7 +270,9 @@ fn run_worker(shared: &Shared) {
     }
     let mut failed = false;
     for op in chain.drain(..) {
-      let result = if failed {
+      let cancelled =
+        shared.cancel_count.load(Ordering::Acquire) > 0 && shared.take_cancel(op.token);
+      let result = if failed || cancelled {
         -(libc::ECANCELED as i64)
       } else {
         // SAFETY: the pusher upholds the buffer rule (caio_core docs) until this completion
