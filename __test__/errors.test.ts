@@ -127,14 +127,18 @@ test('a write beyond 2^53 on a descriptor not open for writing rejects with EBAD
 test('operations on a descriptor that was closed reject with EBADF', async (t) => {
   t.timeout(60_000)
   const file = fileWith(t, 'closed soon')
-  // In a child process with one thread opening files: here, a test running beside this one
-  // could get the closed descriptor's number back at once.
+  // In a child process, so that no test running beside this one opens files. Even there other
+  // threads open files now and then (Node's read /sys/devices/system/cpu/online), and the
+  // kernel gives them the lowest free number: a closed descriptor with 32 free numbers below
+  // it cannot be handed out again while the test runs.
   const result = await runNode(`
     const caio = require(${JSON.stringify(INDEX_JS)})
     const fs = require('node:fs')
     const ctx = new caio.Context()
-    const fd = fs.openSync(${JSON.stringify(file.path)}, 'r+')
+    const descriptors = Array.from({ length: 64 }, () => fs.openSync(${JSON.stringify(file.path)}, 'r+'))
+    const fd = descriptors.pop()
     fs.closeSync(fd)
+    for (const spacer of descriptors.splice(0, 32)) fs.closeSync(spacer)
     const describe = (p) => p.then((v) => 'resolved', (e) => [e.code, e.errno, e.syscall].join(' '))
     Promise.all([
       describe(ctx.read(4, fd, 0)),
