@@ -172,6 +172,13 @@ pub trait Backend {
     let _ = quiet;
   }
 
+  /// Whether a submit costs about one system call and wakes no thread, so that submitting a
+  /// few operations at a time as they are pushed costs little more than one submit for all.
+  /// By default, no.
+  fn submits_cheaply(&self) -> bool {
+    false
+  }
+
   /// Blocks until a completion may be ready or `timeout` passed. For shutdown and tests;
   /// the event loop never calls it.
   fn wait(&mut self, timeout: Duration);

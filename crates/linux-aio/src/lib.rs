@@ -734,6 +734,11 @@ impl Backend for AioBackend {
     }
   }
 
+  /// One `io_submit`.
+  fn submits_cheaply(&self) -> bool {
+    true
+  }
+
   fn notifier(&self) -> &Notifier {
     &self.notifier
   }

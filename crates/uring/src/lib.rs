@@ -581,6 +581,11 @@ impl Backend for UringBackend {
     }
   }
 
+  /// One `io_uring_enter` (none while an SQPOLL thread is awake).
+  fn submits_cheaply(&self) -> bool {
+    true
+  }
+
   fn notifier(&self) -> &Notifier {
     &self.notifier
   }
