@@ -113,6 +113,15 @@ async function openCallbacks(file: string, workload: Workload): Promise<Opened> 
   }
 }
 
+/** fs.read callbacks each wrapped in a new Promise: the least any Promise API over fs.read costs. */
+async function openBarePromise(file: string, workload: Workload): Promise<Opened> {
+  const opened = await openCallbacks(file, workload)
+  if (opened.io.style !== 'callback') throw new Error('bench: expected a callback contender')
+  const callback = opened.io.io
+  const io = (buffer: Buffer, position: number): Promise<number> => new Promise((resolve, reject) => callback(buffer, position, (error, bytes) => (error ? reject(error) : resolve(bytes))))
+  return { ...opened, io: { style: 'promise', io } }
+}
+
 async function openReadSync(file: string, workload: Workload): Promise<Opened> {
   if (workload.op !== 'read') throw new Error('bench: fs.readSync only reads')
   const fd = openSync(file, fileFlags(workload))
@@ -160,6 +169,14 @@ const NODE_WAYS: readonly NodeWay[] = [
     env: THREAD_POOL,
     open: openCallbacks,
     joins: ASYNC_NODE,
+  },
+  {
+    // What the js backend is held against: a Promise per operation and nothing else.
+    id: 'fs.callbacks/promise',
+    label: (w) => `fs.${verb(w)} callbacks in a bare Promise`,
+    env: THREAD_POOL,
+    open: openBarePromise,
+    joins: (w) => w.kind === 'cached-read' && !isSweep(w),
   },
   {
     id: 'fs.callbacks+uring',

@@ -53,9 +53,16 @@ export const RATIOS: readonly Ratio[] = [
   { section: '4 KiB cached, 64 in flight', what: 'uring sqpoll / fs.read UV_USE_IO_URING=1, ops/s', num: ops(QD64, 'caio:uring+sqpoll'), den: ops(QD64, 'fs.callbacks+uring') },
   { section: '4 KiB cached, 64 in flight', what: 'uring / fs.read callbacks (thread pool), ops/s', num: ops(QD64, 'caio:uring'), den: ops(QD64, 'fs.callbacks'), min: 2.5 },
   { section: '4 KiB cached, 64 in flight', what: 'uring / fs.promises, ops/s', num: ops(QD64, 'caio:uring'), den: ops(QD64, 'fs.promises'), min: 6 },
+  // The foundation issue: the thread pool must not lose to libuv's, js must stay near it.
+  { section: '4 KiB cached, 64 in flight', what: 'thread / fs.read callbacks (thread pool), ops/s', num: ops(QD64, 'caio:thread'), den: ops(QD64, 'fs.callbacks'), min: 1 },
+  { section: '4 KiB cached, 64 in flight', what: 'js / fs.read callbacks (thread pool), ops/s', num: ops(QD64, 'caio:js'), den: ops(QD64, 'fs.callbacks'), min: 0.9 },
+  { section: '4 KiB cached, 64 in flight', what: 'a bare Promise around fs.read / fs.read callbacks, ops/s', num: ops(QD64, 'fs.callbacks/promise'), den: ops(QD64, 'fs.callbacks') },
+  { section: '4 KiB cached, 64 in flight', what: 'js / a bare Promise around fs.read, ops/s', num: ops(QD64, 'caio:js'), den: ops(QD64, 'fs.callbacks/promise') },
   // 1 in flight.
   { section: '4 KiB cached, 1 in flight', what: 'uring / fs.readSync, ops/s', num: ops(QD1, 'caio:uring'), den: ops(QD1, 'fs.readSync'), min: 0.45 },
   { section: '4 KiB cached, 1 in flight', what: 'uring / the best async Node way, ops/s', num: ops(QD1, 'caio:uring'), den: ops(QD1, ...ASYNC_NODE), min: 3 },
+  { section: '4 KiB cached, 1 in flight', what: 'uring / fs.read UV_USE_IO_URING=1, ops/s', num: ops(QD1, 'caio:uring'), den: ops(QD1, 'fs.callbacks+uring'), min: 1 },
+  { section: '4 KiB cached, 1 in flight', what: 'uring / fs.read callbacks (thread pool), ops/s', num: ops(QD1, 'caio:uring'), den: ops(QD1, 'fs.callbacks'), min: 8 },
   // O_DIRECT.
   { section: 'O_DIRECT, 64 in flight', what: 'uring / fio io_uring, ops/s', num: ops(DIRECT, 'caio:uring'), den: ops(DIRECT, 'fio:io_uring'), min: 0.9 },
   { section: 'O_DIRECT, 64 in flight', what: 'linux / fio libaio, ops/s', num: ops(DIRECT, 'caio:linux'), den: ops(DIRECT, 'fio:libaio'), min: 0.9 },
