@@ -1,0 +1,182 @@
+//! What the kernel alone can do with 4 KiB random reads from the page cache, on one thread
+//! and without JavaScript: a `pread(2)` loop, and this crate's ring fed 64 reads per submit
+//! (default ring and SQPOLL). These are the ceilings the benchmark's cached-read rows live
+//! under; `docs/ARCHITECTURE.md` quotes a run.
+//!
+//! ```sh
+//! cargo run --release -p caio-uring --example ceiling [-- <file> [<seconds>]]
+//! ```
+//! The file (default: a 256 MiB one made in the temp directory and removed after) is read
+//! once first to bring it into the page cache.
+
+#[cfg(target_os = "linux")]
+mod linux {
+  use std::fs::File;
+  use std::io::{self, Read, Write};
+  use std::os::fd::AsRawFd;
+  use std::path::PathBuf;
+  use std::time::{Duration, Instant};
+
+  use caio_core::{Backend, Completion, Opcode, Operation};
+  use caio_uring::{UringBackend, UringOptions};
+
+  const BLOCK: usize = 4096;
+  const BATCH: usize = 64;
+
+  /// xorshift64: offsets spread over the whole file, the same sequence every run.
+  struct Offsets {
+    state: u64,
+    blocks: u64,
+  }
+
+  impl Offsets {
+    fn next(&mut self) -> u64 {
+      self.state ^= self.state << 13;
+      self.state ^= self.state >> 7;
+      self.state ^= self.state << 17;
+      (self.state % self.blocks) * BLOCK as u64
+    }
+  }
+
+  fn pread_loop(file: &File, offsets: &mut Offsets, buffer: &mut [u8], seconds: Duration) -> f64 {
+    let start = Instant::now();
+    let mut reads = 0u64;
+    while start.elapsed() < seconds {
+      for _ in 0..BATCH {
+        // SAFETY: `buffer` is BLOCK bytes of our own memory, written by this call only.
+        let n = unsafe {
+          libc::pread(
+            file.as_raw_fd(),
+            buffer.as_mut_ptr().cast(),
+            BLOCK,
+            offsets.next() as i64,
+          )
+        };
+        assert_eq!(n, BLOCK as isize, "pread");
+        reads += 1;
+      }
+    }
+    reads as f64 / start.elapsed().as_secs_f64()
+  }
+
+  fn ring_batches(
+    file: &File,
+    offsets: &mut Offsets,
+    buffers: &mut [u8],
+    sqpoll: bool,
+    seconds: Duration,
+  ) -> io::Result<(f64, bool)> {
+    let mut ring = UringBackend::new(BATCH, UringOptions { sqpoll })?;
+    let mut completions: Vec<Completion> = Vec::with_capacity(BATCH);
+    let start = Instant::now();
+    let mut reads = 0u64;
+    while start.elapsed() < seconds {
+      for (i, chunk) in buffers.chunks_exact_mut(BLOCK).enumerate() {
+        let op = Operation {
+          opcode: Opcode::Read,
+          fd: file.as_raw_fd(),
+          offset: offsets.next(),
+          buf: chunk.as_mut_ptr(),
+          len: BLOCK as u32,
+          token: i as u64,
+          priority: 0,
+          link: false,
+        };
+        // SAFETY: the buffer rule: each chunk is used by one operation at a time, and every
+        // completion is reaped below before the chunk is handed out again.
+        unsafe { ring.push(op) }.map_err(|_| io::Error::other("ring full"))?;
+      }
+      ring.submit()?;
+      let mut done = 0;
+      while done < BATCH {
+        completions.clear();
+        ring.reap(&mut completions);
+        if completions.is_empty() {
+          if sqpoll {
+            // The kernel thread is doing the reads right now: sleeping would only add a
+            // wake-up to its rate, which is what this measures.
+            std::hint::spin_loop();
+          } else {
+            ring.wait(Duration::from_millis(10));
+          }
+        }
+        for completion in &completions {
+          assert_eq!(completion.result, BLOCK as i64, "read");
+        }
+        done += completions.len();
+      }
+      reads += BATCH as u64;
+    }
+    Ok((
+      reads as f64 / start.elapsed().as_secs_f64(),
+      ring.sqpoll_active(),
+    ))
+  }
+
+  pub fn run() -> io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let given = args.next().map(PathBuf::from);
+    let seconds = Duration::from_secs_f64(args.next().and_then(|s| s.parse().ok()).unwrap_or(2.0));
+    let path = match &given {
+      Some(path) => path.clone(),
+      None => {
+        let path = std::env::temp_dir().join(format!("caio-ceiling-{}", std::process::id()));
+        let mut out = File::create(&path)?;
+        let chunk = vec![0x5au8; 1 << 20];
+        for _ in 0..256 {
+          out.write_all(&chunk)?;
+        }
+        path
+      }
+    };
+    let mut file = File::open(&path)?;
+    let mut sink = Vec::new();
+    file.read_to_end(&mut sink)?;
+    let blocks = (sink.len() / BLOCK) as u64;
+    drop(sink);
+    if blocks == 0 {
+      return Err(io::Error::other("the file is smaller than one block"));
+    }
+    let mut offsets = Offsets {
+      state: 0x9e37_79b9_7f4a_7c15,
+      blocks,
+    };
+    let mut buffers = vec![0u8; BLOCK * BATCH];
+    println!(
+      "4 KiB random reads from the page cache, one thread, no JavaScript ({:.1} s each):",
+      seconds.as_secs_f64()
+    );
+    let pread = pread_loop(&file, &mut offsets, &mut buffers[..BLOCK], seconds);
+    println!(
+      "  pread(2) loop                      {:>7.0} k/s",
+      pread / 1e3
+    );
+    for sqpoll in [false, true] {
+      let (rate, active) = ring_batches(&file, &mut offsets, &mut buffers, sqpoll, seconds)?;
+      let name = match (sqpoll, active) {
+        (false, _) => "io_uring, 64 per submit",
+        (true, true) => "io_uring SQPOLL, 64 per submit",
+        (true, false) => "io_uring (SQPOLL refused), 64 per submit",
+      };
+      println!(
+        "  {name:<34} {:>7.0} k/s  ({:.2}x the pread loop)",
+        rate / 1e3,
+        rate / pread
+      );
+    }
+    if given.is_none() {
+      std::fs::remove_file(&path)?;
+    }
+    Ok(())
+  }
+}
+
+#[cfg(target_os = "linux")]
+fn main() -> std::io::Result<()> {
+  linux::run()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+  eprintln!("io_uring is Linux-only");
+}
