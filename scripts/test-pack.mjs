@@ -130,8 +130,14 @@ function userEnvironment(work) {
   }
   const npmrc = join(work, 'npmrc')
   writeFileSync(npmrc, '')
+  // The scripts' data files land under the work directory, which is removed at the end.
+  const temp = join(work, 'tmp')
+  mkdirSync(temp)
   return {
     ...env,
+    TMPDIR: temp,
+    TMP: temp,
+    TEMP: temp,
     PATH: [bin, ...dirs].join(delimiter),
     npm_config_userconfig: npmrc,
     npm_config_cache: join(work, 'npm-cache'),
