@@ -44,17 +44,22 @@ function isEnospc(error: unknown): boolean {
   return error instanceof Error && field(error, 'code') === 'ENOSPC' && field(error, 'errno') === errnoOf('ENOSPC') && field(error, 'syscall') === 'write' && error.message.startsWith('ENOSPC:')
 }
 
-function openIn(t: ExecutionContext, dir: string, name: string): { path: string; fd: number } {
+/**
+ * A file opened in `dir`, closed once: by `close()` or else at teardown. Never twice: the
+ * test files run in worker threads of one process, so a number closed already may by then
+ * name another test's file, and a second close would close that.
+ */
+function openIn(t: ExecutionContext, dir: string, name: string): { path: string; fd: number; close(): void } {
   const path = join(dir, name)
   const fd = openSync(path, 'w+')
-  t.teardown(() => {
-    try {
-      closeSync(fd)
-    } catch {
-      // closed already
-    }
-  })
-  return { path, fd }
+  let open = true
+  const close = (): void => {
+    if (!open) return
+    open = false
+    closeSync(fd)
+  }
+  t.teardown(close)
+  return { path, fd, close }
 }
 
 test('a 1 MiB tmpfs filled by writes, sequential then concurrent then batched: ENOSPC rejections, short writes honest, every reported byte on disk; the context works on after space is freed', async (t) => {
@@ -98,7 +103,7 @@ test('a 1 MiB tmpfs filled by writes, sequential then concurrent then batched: E
   t.true((await ctx.read(end, first.fd, 0)).equals(data.subarray(0, end)), 'reads work on the full file system')
 
   // 2. Free it, then 48 concurrent 32 KiB writes at disjoint offsets of a new file (1.5 MiB asked).
-  closeSync(first.fd)
+  first.close()
   unlinkSync(first.path)
   const second = openIn(t, dir, 'concurrent')
   const size = 32 * 1024
@@ -141,7 +146,7 @@ test('a 1 MiB tmpfs filled by writes, sequential then concurrent then batched: E
   t.true(batchEnospc >= 1, 'the batch found the file system full')
 
   // 4. Space freed: the same context writes again.
-  closeSync(second.fd)
+  second.close()
   unlinkSync(second.path)
   const third = openIn(t, dir, 'after')
   t.is(await ctx.write(data.subarray(0, chunk), third.fd, 0), chunk, 'after space was freed, a write succeeds')

@@ -75,23 +75,25 @@ export function fileWith(t: ExecutionContext, content: Uint8Array | string = '',
   const path = join(tempDir(t), `file-${++fileCount}`)
   writeFileSync(path, content)
   const fd = openSync(path, flags)
-  t.teardown(() => closeQuietly(fd))
+  t.teardown(() => closeAtTeardown(fd))
   return { path, fd, content: () => readFileSync(path) }
 }
 
 /** A directory and a read-only descriptor on it (`EISDIR` for reads). */
 export function directoryFd(t: ExecutionContext): number {
   const fd = openSync(tempDir(t), 'r')
-  t.teardown(() => closeQuietly(fd))
+  t.teardown(() => closeAtTeardown(fd))
   return fd
 }
 
-function closeQuietly(fd: number): void {
-  try {
-    closeSync(fd)
-  } catch {
-    // the test closed it already
-  }
+/**
+ * Closes a helper's descriptor at teardown. A test must not close it itself: the test files
+ * run in worker threads of one process, so by teardown the number may name another test's
+ * file, and closing it again would close that one (an EBADF in a test beside it). A second
+ * close that finds the number free throws here, so such a test shows up.
+ */
+function closeAtTeardown(fd: number): void {
+  closeSync(fd)
 }
 
 /**
@@ -365,7 +367,7 @@ export function fifo(t: ExecutionContext): { path: string; fd: number } {
   const path = join(tempDir(t), 'fifo')
   execFileSync('mkfifo', [path])
   const fd = openSync(path, constants_fs.O_RDWR)
-  t.teardown(() => closeQuietly(fd))
+  t.teardown(() => closeAtTeardown(fd))
   return { path, fd }
 }
 
@@ -413,7 +415,7 @@ export function directFileWith(t: ExecutionContext, content: Uint8Array): TestFi
   const path = join(dir, `direct-${++fileCount}`)
   writeFileSync(path, content)
   const fd = openSync(path, constants_fs.O_RDWR | constants_fs.O_DIRECT)
-  t.teardown(() => closeQuietly(fd))
+  t.teardown(() => closeAtTeardown(fd))
   return { path, fd, content: () => readFileSync(path) }
 }
 
