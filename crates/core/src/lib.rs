@@ -179,6 +179,14 @@ pub trait Backend {
     false
   }
 
+  /// Waits a few microseconds for a completion of what was submitted, where completions are
+  /// made by another thread that usually finishes that soon (an SQPOLL kernel thread), so
+  /// that the caller can reap them inline instead of through a wake-up of its event loop.
+  /// Returns whether a completion is ready. By default, no wait and false.
+  fn await_inline(&mut self) -> bool {
+    false
+  }
+
   /// Blocks until a completion may be ready or `timeout` passed. For shutdown and tests;
   /// the event loop never calls it.
   fn wait(&mut self, timeout: Duration);

@@ -212,6 +212,8 @@ pub struct Context {
   pushed_this_tick: usize,
   /// Whether to submit every `EARLY_SUBMIT` operations rather than once per tick.
   submit_early: bool,
+  /// Promises settled from completions so far: flushes wait inline only until one is.
+  promises_settled: u64,
   /// Whether the backend was asked not to signal the notifier (see `Backend::set_quiet`).
   quiet: bool,
   closing: bool,
@@ -256,6 +258,7 @@ impl Context {
       unsubmitted_count: 0,
       pushed_this_tick: 0,
       submit_early: false,
+      promises_settled: 0,
       quiet: false,
       closing: false,
       close_waiters: Vec::new(),
@@ -519,7 +522,21 @@ impl Context {
     self.submit();
     if inline {
       let pushed = std::mem::take(&mut self.pushed_this_tick);
-      let settled = self.reap_and_settle(env);
+      let promises_before = self.promises_settled;
+      let mut settled = self.reap_and_settle(env);
+      // Completions another thread is about to post (SQPOLL) are cheaper to wait a few
+      // microseconds for than to be woken for — until a Promise settles, whose reaction
+      // will issue more work: beyond that, waiting would only keep JavaScript from it.
+      while self.promises_settled == promises_before
+        && self.in_backend > 0
+        && self.inline_settled + settled < INLINE_BUDGET
+        && self
+          .backend
+          .as_mut()
+          .is_some_and(|backend| backend.await_inline())
+      {
+        settled += self.reap_and_settle(env);
+      }
       self.inline_settled += settled;
       if pushed >= EARLY_SUBMIT {
         self.submit_early = settled * 2 < pushed
@@ -620,6 +637,7 @@ impl Context {
           (false, self.make_error(env, code, &op))
         };
         env.settle(deferred, fulfilled, value);
+        self.promises_settled += 1;
         env.delete_reference(pin);
         self.free_slot(parts.index);
         self.outstanding -= 1;
@@ -653,6 +671,7 @@ impl Context {
     }
     let (deferred, pin, results_pin) = (slot.deferred, slot.pin, batch.results_pin);
     env.settle(deferred, true, env.undefined());
+    self.promises_settled += 1;
     env.delete_reference(pin);
     env.delete_reference(results_pin);
     self.free_slot(index);
