@@ -6,6 +6,12 @@
 //! ones, which it runs in order — does the system call (retrying `EINTR`), appends the
 //! completion to a shared queue and signals the [`Notifier`] only when that queue was empty,
 //! so a burst of completions costs the event loop one wake-up.
+//!
+//! On 64-bit Linux a read is first tried on the submitting thread with
+//! `preadv2(RWF_NOWAIT)`, which copies from the page cache and refuses (`EAGAIN`) rather
+//! than wait for a device: a cached read costs one system call instead of two thread
+//! hand-offs, which is what io_uring does inside the kernel too. Anything that read cannot
+//! answer at once goes to the pool as before.
 
 #![cfg(unix)]
 
@@ -26,6 +32,12 @@ pub struct ThreadBackend {
   shared: Arc<Shared>,
   workers: Vec<JoinHandle<()>>,
   staged: VecDeque<Operation>,
+  /// Completed on the submitting thread by `submit`, not yet reaped.
+  done_here: Vec<Completion>,
+  /// Reads `submit` tries on the submitting thread (kept for its allocation).
+  trying: Vec<Operation>,
+  /// Whether the caller reaps right after submitting (see `Backend::set_quiet`).
+  quiet: bool,
   capacity: usize,
   /// Pushed and not yet reaped.
   outstanding: usize,
@@ -74,6 +86,9 @@ impl ThreadBackend {
       shared,
       workers: Vec::new(),
       staged: VecDeque::with_capacity(capacity),
+      done_here: Vec::new(),
+      trying: Vec::new(),
+      quiet: false,
       capacity: capacity.max(1),
       outstanding: 0,
     };
@@ -112,17 +127,40 @@ impl Backend for ThreadBackend {
     if self.staged.is_empty() {
       return Ok(());
     }
-    let count = self.staged.len();
-    lock(&self.shared.jobs).extend(self.staged.drain(..));
-    if count == 1 {
-      self.shared.job_ready.notify_one();
-    } else {
-      self.shared.job_ready.notify_all();
+    let mut trying = std::mem::take(&mut self.trying);
+    self.take_reads_to_try_here(&mut trying);
+    // The pool first, so that its workers read beside this thread.
+    hand_to_pool(&self.shared, self.staged.drain(..));
+    let mut missed = 0;
+    for index in 0..trying.len() {
+      let op = trying[index];
+      // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
+      // bytes until this operation's completion is reaped, which is after this call.
+      match unsafe { read_without_waiting(&op) } {
+        Some(result) => self.done_here.push(Completion {
+          token: op.token,
+          result,
+        }),
+        None => {
+          trying[missed] = op;
+          missed += 1;
+        }
+      }
+    }
+    trying.truncate(missed);
+    hand_to_pool(&self.shared, trying.drain(..));
+    self.trying = trying;
+    if !self.done_here.is_empty() && !self.quiet {
+      self.shared.notifier.signal();
     }
     Ok(())
   }
 
   fn reap(&mut self, out: &mut Vec<Completion>) {
+    if !self.done_here.is_empty() {
+      self.outstanding -= self.done_here.len();
+      out.append(&mut self.done_here);
+    }
     if self.shared.done_count.load(Ordering::Acquire) == 0 {
       return;
     }
@@ -167,7 +205,18 @@ impl Backend for ThreadBackend {
     &self.shared.notifier
   }
 
+  fn set_quiet(&mut self, quiet: bool) {
+    self.quiet = quiet;
+    if !quiet && !self.done_here.is_empty() {
+      // Completed here while the caller meant to reap, and it did not reap them all.
+      self.shared.notifier.signal();
+    }
+  }
+
   fn wait(&mut self, timeout: Duration) {
+    if !self.done_here.is_empty() {
+      return;
+    }
     let mut pfd = libc::pollfd {
       fd: self.shared.notifier.fd(),
       events: libc::POLLIN,
@@ -177,6 +226,108 @@ impl Backend for ThreadBackend {
     // SAFETY: one valid pollfd on a descriptor the notifier keeps open.
     unsafe { libc::poll(&mut pfd, 1, millis) };
   }
+}
+
+impl ThreadBackend {
+  /// Moves into `trying` the staged reads to try on this thread: those not part of a
+  /// linked chain (a chain runs in order on one worker). Trying all of them measured best
+  /// for batches (a submit of 64: 732 k -> 837 k reads/s) and at 1 and 8 in flight (36 k ->
+  /// 600 k, 443 k -> 650 k); at 64 single reads in flight, trying 8 and handing the rest to
+  /// the pool did 13 % more reads per second but with a third more CPU per read, and made
+  /// batches 20 % slower.
+  #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+  fn take_reads_to_try_here(&mut self, trying: &mut Vec<Operation>) {
+    let mut chained = false;
+    let mut kept = 0;
+    for index in 0..self.staged.len() {
+      let op = self.staged[index];
+      let alone = !chained && !op.link;
+      chained = op.link;
+      if alone && op.opcode == Opcode::Read && op.len > 0 {
+        trying.push(op);
+        continue;
+      }
+      self.staged.swap(kept, index);
+      kept += 1;
+    }
+    self.staged.truncate(kept);
+  }
+
+  #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+  fn take_reads_to_try_here(&mut self, _trying: &mut Vec<Operation>) {}
+}
+
+/// Queues jobs for the workers with one lock and one wake-up.
+fn hand_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) {
+  let count = ops.len();
+  if count == 0 {
+    return;
+  }
+  lock(&shared.jobs).extend(ops);
+  if count == 1 {
+    shared.job_ready.notify_one();
+  } else {
+    shared.job_ready.notify_all();
+  }
+}
+
+/// `preadv2(RWF_NOWAIT)`: the bytes if the page cache has all of them (or the read ends at
+/// end of file), `None` when the pool must do the read: not cached, a file opened with
+/// `O_DIRECT` (whose reads wait for the device even so), a kernel or file system without
+/// `RWF_NOWAIT`, or any error, which the pool's `pread` then reports as it stands.
+///
+/// # Safety
+/// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+unsafe fn read_without_waiting(op: &Operation) -> Option<i64> {
+  // SAFETY: F_GETFL takes no pointer; a bad descriptor just fails (and goes to the pool).
+  let flags = unsafe { libc::fcntl(op.fd, libc::F_GETFL) };
+  if flags < 0 || flags & libc::O_DIRECT != 0 {
+    return None;
+  }
+  let iov = libc::iovec {
+    iov_base: op.buf.cast(),
+    iov_len: op.len as usize,
+  };
+  // The raw system call, not glibc's wrapper, which older glibc lacks: on 64-bit kernels the
+  // offset is the low word and the high word is ignored.
+  // SAFETY: one iovec over the caller's `op.len` exclusive bytes.
+  let rc = unsafe {
+    libc::syscall(
+      libc::SYS_preadv2,
+      op.fd,
+      &iov as *const libc::iovec,
+      1,
+      op.offset as libc::c_long,
+      0 as libc::c_long,
+      libc::RWF_NOWAIT,
+    )
+  };
+  if rc < 0 {
+    return None;
+  }
+  let count = rc as u64;
+  if count == u64::from(op.len) || count == 0 {
+    // All of it, or nothing at end of file (uncached data refuses with EAGAIN instead).
+    return Some(rc as i64);
+  }
+  // Short: the end of the file, or only part of the range in the cache.
+  // SAFETY: `stat` is plain data the call fills.
+  let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+  // SAFETY: a valid out-pointer; a bad descriptor just fails.
+  if unsafe { libc::fstat(op.fd, &mut stat) } == 0 && op.offset + count >= stat.st_size as u64 {
+    return Some(rc as i64);
+  }
+  None
+}
+
+/// Elsewhere every read goes to the pool.
+///
+/// # Safety
+/// None needed: it touches nothing.
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+unsafe fn read_without_waiting(_op: &Operation) -> Option<i64> {
+  None
 }
 
 impl Drop for ThreadBackend {
@@ -334,7 +485,7 @@ unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
 mod tests {
   use super::*;
   use std::fs::File;
-  use std::io::Write;
+  use std::io::{Read, Seek, Write};
   use std::os::fd::AsRawFd;
 
   fn run_until_done(backend: &mut ThreadBackend, count: usize) -> Vec<Completion> {
@@ -527,18 +678,20 @@ mod tests {
 
   #[test]
   fn cancel_withdraws_a_job_no_worker_started() {
-    let zero = File::open("/dev/zero").unwrap();
+    let busy = temp_file(b"");
+    let target = temp_file(b"keep");
     let mut backend = ThreadBackend::new(4, 1).unwrap();
     let mut big = vec![1u8; 64 << 20];
-    let mut small = [1u8; 4];
+    let mut small = *b"XXXX";
     // SAFETY: both buffers outlive the reaps below.
     unsafe {
-      // The only worker is busy with the big read while the small one waits its turn.
+      // The only worker is busy with the big write while the small one waits its turn
+      // (writes always go to the pool; a cached read could be answered on this thread).
       backend
-        .push(op(Opcode::Read, zero.as_raw_fd(), 0, &mut big, 1))
+        .push(op(Opcode::Write, busy.as_raw_fd(), 0, &mut big, 1))
         .unwrap();
       backend
-        .push(op(Opcode::Read, zero.as_raw_fd(), 0, &mut small, 2))
+        .push(op(Opcode::Write, target.as_raw_fd(), 0, &mut small, 2))
         .unwrap();
     }
     backend.submit().unwrap();
@@ -559,7 +712,11 @@ mod tests {
         result: -(libc::ECANCELED as i64)
       }
     );
-    assert_eq!(small, [1u8; 4], "a cancelled read never touches its buffer");
+    let mut kept = String::new();
+    let mut reader = &target;
+    reader.seek(std::io::SeekFrom::Start(0)).unwrap();
+    reader.read_to_string(&mut kept).unwrap();
+    assert_eq!(kept, "keep", "a cancelled write never reaches its file");
   }
 
   #[test]
@@ -607,5 +764,90 @@ mod tests {
     let done = run_until_done(&mut backend, 256);
     assert!(done.iter().all(|c| c.result == 256));
     assert!(buffers.iter().all(|b| b.iter().all(|&x| x == 7)));
+  }
+
+  fn notifier_is_readable(backend: &ThreadBackend) -> bool {
+    let mut pfd = libc::pollfd {
+      fd: backend.notifier().fd(),
+      events: libc::POLLIN,
+      revents: 0,
+    };
+    // SAFETY: one valid pollfd on a descriptor the notifier keeps open.
+    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+  }
+
+  #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+  #[test]
+  fn cached_reads_are_answered_by_submit_itself_and_signal_unless_quiet() {
+    let file = temp_file(b"in the page cache");
+    let mut backend = ThreadBackend::new(4, 1).unwrap();
+    let mut buf = [0u8; 6];
+    for quiet in [false, true] {
+      backend.notifier().clear();
+      backend.set_quiet(quiet);
+      // SAFETY: `buf` outlives the reap below.
+      unsafe {
+        backend
+          .push(op(Opcode::Read, file.as_raw_fd(), 3, &mut buf, 7))
+          .unwrap()
+      };
+      backend.submit().unwrap();
+      assert_eq!(notifier_is_readable(&backend), !quiet, "quiet: {quiet}");
+      let mut out = Vec::new();
+      backend.reap(&mut out);
+      assert_eq!(
+        out,
+        [Completion {
+          token: 7,
+          result: 6
+        }],
+        "no worker needed"
+      );
+      assert_eq!(&buf, b"the pa");
+    }
+    // Turning quiet off with an answer nobody reaped signals, so it is never lost.
+    backend.notifier().clear();
+    // SAFETY: `buf` outlives the reap below.
+    unsafe {
+      backend
+        .push(op(Opcode::Read, file.as_raw_fd(), 100, &mut buf, 8))
+        .unwrap()
+    };
+    backend.submit().unwrap();
+    assert!(!notifier_is_readable(&backend));
+    backend.set_quiet(false);
+    assert!(notifier_is_readable(&backend));
+    let mut out = Vec::new();
+    backend.reap(&mut out);
+    assert_eq!(
+      out,
+      [Completion {
+        token: 8,
+        result: 0
+      }],
+      "past the end: empty"
+    );
+  }
+
+  #[test]
+  fn linked_reads_stay_in_order_on_the_pool() {
+    let file = temp_file(b"0123456789");
+    let mut backend = ThreadBackend::new(8, 2).unwrap();
+    let mut data = *b"ABCD";
+    let mut second = [0u8; 4];
+    // SAFETY: both buffers outlive the reap below.
+    unsafe {
+      let mut write = op(Opcode::Write, file.as_raw_fd(), 0, &mut data, 1);
+      write.link = true;
+      backend.push(write).unwrap();
+      // Linked after the write: it must see the write's bytes, so it may not run early.
+      backend
+        .push(op(Opcode::Read, file.as_raw_fd(), 0, &mut second, 2))
+        .unwrap();
+    }
+    backend.submit().unwrap();
+    let done = run_until_done(&mut backend, 2);
+    assert!(done.iter().all(|c| c.result == 4), "{done:?}");
+    assert_eq!(&second, b"ABCD");
   }
 }
