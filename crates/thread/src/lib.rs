@@ -766,6 +766,13 @@ mod tests {
     assert!(buffers.iter().all(|b| b.iter().all(|&x| x == 7)));
   }
 
+  /// What one reap gives at once, as (token, result) pairs.
+  fn reap_now(backend: &mut ThreadBackend) -> Vec<(u64, i64)> {
+    let mut out = Vec::new();
+    backend.reap(&mut out);
+    out.iter().map(|c| (c.token, c.result)).collect()
+  }
+
   fn notifier_is_readable(backend: &ThreadBackend) -> bool {
     let mut pfd = libc::pollfd {
       fd: backend.notifier().fd(),
@@ -793,16 +800,7 @@ mod tests {
       };
       backend.submit().unwrap();
       assert_eq!(notifier_is_readable(&backend), !quiet, "quiet: {quiet}");
-      let mut out = Vec::new();
-      backend.reap(&mut out);
-      assert_eq!(
-        out,
-        [Completion {
-          token: 7,
-          result: 6
-        }],
-        "no worker needed"
-      );
+      assert_eq!(reap_now(&mut backend), [(7, 6)], "no worker needed");
       assert_eq!(&buf, b"the pa");
     }
     // Turning quiet off with an answer nobody reaped signals, so it is never lost.
@@ -817,16 +815,7 @@ mod tests {
     assert!(!notifier_is_readable(&backend));
     backend.set_quiet(false);
     assert!(notifier_is_readable(&backend));
-    let mut out = Vec::new();
-    backend.reap(&mut out);
-    assert_eq!(
-      out,
-      [Completion {
-        token: 8,
-        result: 0
-      }],
-      "past the end: empty"
-    );
+    assert_eq!(reap_now(&mut backend), [(8, 0)], "past the end: empty");
   }
 
   #[test]
