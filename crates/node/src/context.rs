@@ -205,9 +205,8 @@ pub struct Context {
   outstanding: usize,
   /// Whether the loop handle and the self-reference are held (outstanding > 0).
   active: bool,
-  unsubmitted: bool,
   /// Operations pushed into the backend since it was last told to submit.
-  unsubmitted_count: usize,
+  unsubmitted: usize,
   /// Operations pushed into the backend since the last flush, early submits included.
   pushed_this_tick: usize,
   /// Whether to submit every `EARLY_SUBMIT` operations rather than once per tick.
@@ -254,8 +253,7 @@ impl Context {
       completions: Vec::with_capacity(256),
       outstanding: 0,
       active: false,
-      unsubmitted: false,
-      unsubmitted_count: 0,
+      unsubmitted: 0,
       pushed_this_tick: 0,
       submit_early: false,
       promises_settled: 0,
@@ -366,7 +364,7 @@ impl Context {
     self.last_token = op.token;
     self.outstanding += 1;
     self.enqueue(op.token);
-    if self.submit_early && self.unsubmitted_count >= EARLY_SUBMIT {
+    if self.submit_early && self.unsubmitted >= EARLY_SUBMIT {
       // The tick's flush is queued and will reap; until then nobody need be signalled.
       self.set_quiet(true);
       self.submit();
@@ -498,8 +496,7 @@ impl Context {
       }
       _ => return false,
     }
-    self.unsubmitted = true;
-    self.unsubmitted_count += 1;
+    self.unsubmitted += 1;
     self.pushed_this_tick += 1;
     true
   }
@@ -520,8 +517,8 @@ impl Context {
       self.set_quiet(true);
     }
     self.submit();
+    let pushed = std::mem::take(&mut self.pushed_this_tick);
     if inline {
-      let pushed = std::mem::take(&mut self.pushed_this_tick);
       let promises_before = self.promises_settled;
       let mut settled = self.reap_and_settle(env);
       // Completions another thread is about to post (SQPOLL) are cheaper to wait a few
@@ -546,7 +543,6 @@ impl Context {
             .is_some_and(|backend| backend.submits_cheaply());
       }
     }
-    self.pushed_this_tick = 0;
     self.set_quiet(false);
     self.sync_activity(env);
   }
@@ -562,15 +558,18 @@ impl Context {
   }
 
   fn submit(&mut self) {
-    if !self.unsubmitted {
-      return;
+    if self.unsubmitted > 0 {
+      self.submit_now();
     }
+  }
+
+  /// Submits even with nothing pushed: cancel requests go in this way.
+  fn submit_now(&mut self) {
     if let Some(backend) = self.backend.as_mut() {
       // A failed submit leaves the operations with the backend, which retries them on the
       // next call; they are never lost.
       if backend.submit().is_ok() {
-        self.unsubmitted = false;
-        self.unsubmitted_count = 0;
+        self.unsubmitted = 0;
       }
     }
   }
@@ -763,8 +762,7 @@ impl Context {
         for token in to_cancel {
           backend.cancel(token);
         }
-        self.unsubmitted = true;
-        self.submit();
+        self.submit_now();
       }
     }
     self.sync_activity(env);

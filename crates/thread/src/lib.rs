@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -132,11 +133,28 @@ impl Backend for ThreadBackend {
     // The pool first, so that its workers read beside this thread.
     hand_to_pool(&self.shared, self.staged.drain(..));
     let mut missed = 0;
+    // Whether the previous read's descriptor was opened with O_DIRECT, asked once per run of
+    // reads on one descriptor: a batch is mostly reads of one file.
+    let mut direct: Option<(RawFd, bool)> = None;
     for index in 0..trying.len() {
       let op = trying[index];
-      // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
-      // bytes until this operation's completion is reaped, which is after this call.
-      match unsafe { read_without_waiting(&op) } {
+      let is_direct = match direct {
+        Some((fd, answer)) if fd == op.fd => answer,
+        _ => {
+          let answer = caio_core::opened_with_direct_io(op.fd);
+          direct = Some((op.fd, answer));
+          answer
+        }
+      };
+      // O_DIRECT reads wait for the device even with RWF_NOWAIT: they go to the pool.
+      let answered = if is_direct {
+        None
+      } else {
+        // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
+        // bytes until this operation's completion is reaped, which is after this call.
+        unsafe { read_without_waiting(&op) }
+      };
+      match answered {
         Some(result) => self.done_here.push(Completion {
           token: op.token,
           result,
@@ -272,19 +290,14 @@ fn hand_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) 
 }
 
 /// `preadv2(RWF_NOWAIT)`: the bytes if the page cache has all of them (or the read ends at
-/// end of file), `None` when the pool must do the read: not cached, a file opened with
-/// `O_DIRECT` (whose reads wait for the device even so), a kernel or file system without
-/// `RWF_NOWAIT`, or any error, which the pool's `pread` then reports as it stands.
+/// end of file), `None` when the pool must do the read: not cached, a kernel or file system
+/// without `RWF_NOWAIT`, or any error, which the pool's `pread` then reports as it stands.
+/// Not for files opened with `O_DIRECT`, whose reads wait for the device even so.
 ///
 /// # Safety
 /// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile.
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 unsafe fn read_without_waiting(op: &Operation) -> Option<i64> {
-  // SAFETY: F_GETFL takes no pointer; a bad descriptor just fails (and goes to the pool).
-  let flags = unsafe { libc::fcntl(op.fd, libc::F_GETFL) };
-  if flags < 0 || flags & libc::O_DIRECT != 0 {
-    return None;
-  }
   let iov = libc::iovec {
     iov_base: op.buf.cast(),
     iov_len: op.len as usize,
@@ -682,7 +695,7 @@ mod tests {
     let target = temp_file(b"keep");
     let mut backend = ThreadBackend::new(4, 1).unwrap();
     let mut big = vec![1u8; 64 << 20];
-    let mut small = *b"XXXX";
+    let mut small = *b"lost";
     // SAFETY: both buffers outlive the reaps below.
     unsafe {
       // The only worker is busy with the big write while the small one waits its turn
