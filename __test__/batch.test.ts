@@ -254,3 +254,49 @@ test('a batch keeps its buffers alive: dropped references and garbage collection
   )
   t.true(results.every(Boolean))
 })
+
+test('batches of cached reads with sqpoll: true come back right byte for byte, mixed with errors, links and an abort', async (t) => {
+  const size = 256 * 1024
+  const content = pattern(size, 5)
+  const file = fileWith(t, content)
+  // `sqpoll` is accepted everywhere; on uring, reads of a batch are shared between the
+  // kernel thread and the submitting thread.
+  const ctx = openContext(t, { sqpoll: true, maxRequests: 64 })
+  for (let round = 0; round < 20; round++) {
+    const ops: BatchOp[] = []
+    const targets: Buffer[] = []
+    for (let i = 0; i < 64; i++) {
+      const offset = ((round * 64 + i) * 40_961) % size
+      const buffer = Buffer.alloc(4096)
+      targets.push(buffer)
+      ops.push({ op: 'read', fd: i === 17 ? NEVER_OPEN_FD : file.fd, offset: i === 40 ? size + 1 : offset, buffer, link: i === 50 })
+    }
+    const entries = await ctx.submit(ops)
+    entries.forEach((entry, i) => {
+      if (i === 17) return t.is(field(entry, 'code'), 'EBADF')
+      if (i === 40) return t.is(entry, 0)
+      const offset = ((round * 64 + i) * 40_961) % size
+      const expected = content.subarray(offset, offset + 4096)
+      t.is(entry, expected.length, `round ${round} entry ${i}`)
+      if (!(targets[i] as Buffer).subarray(0, expected.length).equals(expected)) t.fail(`round ${round} entry ${i}: wrong bytes`)
+    })
+  }
+  const controller = new AbortController()
+  const targets = Array.from({ length: 2000 }, () => Buffer.alloc(4096))
+  const pending = ctx.submit(
+    targets.map((buffer, i) => ({ op: 'read', fd: file.fd, offset: (i * 4096) % size, buffer })),
+    { signal: controller.signal },
+  )
+  setImmediate(() => controller.abort())
+  const entries = await pending.catch((error: unknown) => [error])
+  let done = 0
+  entries.forEach((entry, i) => {
+    if (isError(entry)) return t.is(entry.name, 'AbortError')
+    done++
+    const offset = (i * 4096) % size
+    t.is(entry, 4096)
+    if (!(targets[i] as Buffer).equals(content.subarray(offset, offset + 4096))) t.fail(`entry ${i}: wrong bytes`)
+  })
+  t.true(entries.length === 1 || entries.length === 2000, 'a rejection, or one entry per operation')
+  t.log(`${done} of 2000 reads done before the abort`)
+})

@@ -16,6 +16,8 @@
 //! context was closed: until it was reaped. Every backend relies on this rule and every
 //! `unsafe` block that touches operation memory points here.
 
+#[cfg(unix)]
+pub mod cached;
 pub mod errno;
 #[cfg(unix)]
 mod notifier;
@@ -98,6 +100,10 @@ pub struct Operation {
   /// When set, the next operation pushed starts only after this one succeeded; if this
   /// one fails, the rest of the chain completes with `-ECANCELED`.
   pub link: bool,
+  /// Part of a batch, whose submitter waits for all of it (one Promise for many) and has
+  /// nothing else to do meanwhile: a backend that hands work to another thread may do a
+  /// share of such operations on the submitting thread instead. A hint; changes no result.
+  pub in_batch: bool,
 }
 
 impl Operation {
@@ -112,6 +118,7 @@ impl Operation {
       token,
       priority: 0,
       link: false,
+      in_batch: false,
     }
   }
 }

@@ -929,6 +929,7 @@ mod tests {
       token,
       priority: 0,
       link: false,
+      in_batch: false,
     }
   }
 

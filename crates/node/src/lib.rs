@@ -188,6 +188,7 @@ callback!(submit(env, info) {
     let opcode = Opcode::from_u32(code & 0xff).ok_or_else(|| bad("bad opcode in batch"))?;
     let mut op = Operation::sync(opcode, field[1] as i32, 0);
     op.link = code & 0x100 != 0;
+    op.in_batch = true;
     op.priority = field[4].clamp(0.0, f64::from(u16::MAX)) as u16;
     if opcode.uses_buffer() {
       let (high, low) = (field[2], field[3]);

@@ -17,12 +17,12 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use caio_core::cached::{read_if_cached, DirectIoMemo, READS_IF_CACHED};
 use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation};
 
 /// Pool size when the caller does not choose one.
@@ -133,26 +133,16 @@ impl Backend for ThreadBackend {
     // The pool first, so that its workers read beside this thread.
     hand_to_pool(&self.shared, self.staged.drain(..));
     let mut missed = 0;
-    // Whether the previous read's descriptor was opened with O_DIRECT, asked once per run of
-    // reads on one descriptor: a batch is mostly reads of one file.
-    let mut direct: Option<(RawFd, bool)> = None;
+    let mut direct = DirectIoMemo::default();
     for index in 0..trying.len() {
       let op = trying[index];
-      let is_direct = match direct {
-        Some((fd, answer)) if fd == op.fd => answer,
-        _ => {
-          let answer = caio_core::opened_with_direct_io(op.fd);
-          direct = Some((op.fd, answer));
-          answer
-        }
-      };
       // O_DIRECT reads wait for the device even with RWF_NOWAIT: they go to the pool.
-      let answered = if is_direct {
+      let answered = if direct.is_direct(op.fd) {
         None
       } else {
         // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
         // bytes until this operation's completion is reaped, which is after this call.
-        unsafe { read_without_waiting(&op) }
+        unsafe { read_if_cached(&op) }
       };
       match answered {
         Some(result) => self.done_here.push(Completion {
@@ -253,8 +243,10 @@ impl ThreadBackend {
   /// 600 k, 443 k -> 650 k); at 64 single reads in flight, trying 8 and handing the rest to
   /// the pool did 13 % more reads per second but with a third more CPU per read, and made
   /// batches 20 % slower.
-  #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
   fn take_reads_to_try_here(&mut self, trying: &mut Vec<Operation>) {
+    if !READS_IF_CACHED {
+      return;
+    }
     let mut chained = false;
     let mut kept = 0;
     for index in 0..self.staged.len() {
@@ -270,9 +262,6 @@ impl ThreadBackend {
     }
     self.staged.truncate(kept);
   }
-
-  #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-  fn take_reads_to_try_here(&mut self, _trying: &mut Vec<Operation>) {}
 }
 
 /// Queues jobs for the workers with one lock and one wake-up.
@@ -287,60 +276,6 @@ fn hand_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) 
   } else {
     shared.job_ready.notify_all();
   }
-}
-
-/// `preadv2(RWF_NOWAIT)`: the bytes if the page cache has all of them (or the read ends at
-/// end of file), `None` when the pool must do the read: not cached, a kernel or file system
-/// without `RWF_NOWAIT`, or any error, which the pool's `pread` then reports as it stands.
-/// Not for files opened with `O_DIRECT`, whose reads wait for the device even so.
-///
-/// # Safety
-/// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile.
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-unsafe fn read_without_waiting(op: &Operation) -> Option<i64> {
-  let iov = libc::iovec {
-    iov_base: op.buf.cast(),
-    iov_len: op.len as usize,
-  };
-  // The raw system call, not glibc's wrapper, which older glibc lacks: on 64-bit kernels the
-  // offset is the low word and the high word is ignored.
-  // SAFETY: one iovec over the caller's `op.len` exclusive bytes.
-  let rc = unsafe {
-    libc::syscall(
-      libc::SYS_preadv2,
-      op.fd,
-      &iov as *const libc::iovec,
-      1,
-      op.offset as libc::c_long,
-      0 as libc::c_long,
-      libc::RWF_NOWAIT,
-    )
-  };
-  if rc < 0 {
-    return None;
-  }
-  let count = rc as u64;
-  if count == u64::from(op.len) || count == 0 {
-    // All of it, or nothing at end of file (uncached data refuses with EAGAIN instead).
-    return Some(rc as i64);
-  }
-  // Short: the end of the file, or only part of the range in the cache.
-  // SAFETY: `stat` is plain data the call fills.
-  let mut stat: libc::stat = unsafe { std::mem::zeroed() };
-  // SAFETY: a valid out-pointer; a bad descriptor just fails.
-  if unsafe { libc::fstat(op.fd, &mut stat) } == 0 && op.offset + count >= stat.st_size as u64 {
-    return Some(rc as i64);
-  }
-  None
-}
-
-/// Elsewhere every read goes to the pool.
-///
-/// # Safety
-/// None needed: it touches nothing.
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-unsafe fn read_without_waiting(_op: &Operation) -> Option<i64> {
-  None
 }
 
 impl Drop for ThreadBackend {
@@ -526,6 +461,7 @@ mod tests {
       token,
       priority: 0,
       link: false,
+      in_batch: false,
     }
   }
 

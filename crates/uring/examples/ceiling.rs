@@ -86,6 +86,7 @@ mod linux {
             token: slot as u64,
             priority: 0,
             link: false,
+            in_batch: false,
           };
           // SAFETY: the buffer rule: each chunk belongs to one operation at a time, and goes
           // back on the free list only once that operation's completion was reaped.

@@ -49,6 +49,7 @@ fn op(opcode: Opcode, fd: RawFd, offset: u64, buf: &mut [u8], token: u64) -> Ope
     token,
     priority: 0,
     link: false,
+    in_batch: false,
   }
 }
 
@@ -891,4 +892,116 @@ fn await_inline_waits_for_the_sqpoll_thread_only() {
     assert_eq!(out, [done(round, 4096)]);
   }
   assert!(buf.iter().all(|&b| b == 7));
+}
+
+/// With SQPOLL: `count` batch reads of 4 KiB blocks of `file`, each into its own buffer.
+fn batch_reads(file: &File, buffers: &mut [[u8; 4096]]) -> Vec<Operation> {
+  buffers
+    .iter_mut()
+    .enumerate()
+    .map(|(i, buf)| Operation {
+      in_batch: true,
+      ..op(
+        Opcode::Read,
+        file.as_raw_fd(),
+        (i * 4096) as u64,
+        buf,
+        i as u64,
+      )
+    })
+    .collect()
+}
+
+/// A file of `blocks` 4 KiB blocks, block `i` filled with byte `i + 1`.
+fn numbered_blocks(blocks: usize) -> File {
+  let contents: Vec<u8> = (0..blocks).flat_map(|i| [i as u8 + 1; 4096]).collect();
+  temp_file(&contents)
+}
+
+#[test]
+fn sqpoll_batch_reads_are_shared_with_the_submitting_thread_when_it_reaps() {
+  let file = numbered_blocks(8);
+  let mut backend = UringBackend::new(16, UringOptions { sqpoll: true }).unwrap();
+  if !backend.sqpoll_active() || !READS_IF_CACHED {
+    return; // no kernel thread to share with; every read is the ring's, as other tests check
+  }
+  let mut buffers = [[0u8; 4096]; 8];
+  let ops = batch_reads(&file, &mut buffers);
+  backend.set_quiet(true);
+  for op in &ops {
+    // SAFETY: `buffers` outlives every reap below.
+    unsafe { backend.push(*op) }.unwrap();
+  }
+  backend.submit().unwrap();
+  // Every other read was done by submit itself: they are ready without any wait.
+  let mut out = Vec::new();
+  backend.reap(&mut out);
+  let here: Vec<u64> = out.iter().map(|c| c.token).filter(|t| t % 2 == 1).collect();
+  assert_eq!(
+    here,
+    [1, 3, 5, 7],
+    "the held reads were not done by submit: {out:?}"
+  );
+  backend.set_quiet(false);
+  let rest = run_until_done(&mut backend, 8 - out.len());
+  out.extend(rest);
+  out.sort_by_key(|c| c.token);
+  assert_eq!(out, (0..8).map(|t| done(t, 4096)).collect::<Vec<_>>());
+  for (i, buf) in buffers.iter().enumerate() {
+    assert!(
+      buf.iter().all(|&b| b == i as u8 + 1),
+      "block {i} read wrong bytes"
+    );
+  }
+  assert_eq!(backend.table.outstanding, 0);
+}
+
+#[test]
+fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() {
+  let file = numbered_blocks(4);
+  let mut backend = UringBackend::new(8, UringOptions { sqpoll: true }).unwrap();
+  if !backend.sqpoll_active() {
+    return;
+  }
+  let mut buffers = [[0u8; 4096]; 4];
+  let ops = batch_reads(&file, &mut buffers);
+  for op in &ops {
+    // SAFETY: `buffers` outlives every reap below.
+    unsafe { backend.push(*op) }.unwrap();
+  }
+  // Token 3 is held (the second of each pair): cancelling it before the submit is certain.
+  backend.cancel(3);
+  let mut out = Vec::new();
+  backend.reap(&mut out);
+  assert_eq!(out, [done(3, ECANCELED)]);
+  assert!(
+    notifier_is_readable(&backend),
+    "a cancel settled outside a reap must signal"
+  );
+  backend.notifier().clear();
+  // Not quiet: the held read (token 1) goes to the ring like the others.
+  backend.submit().unwrap();
+  let mut rest = run_until_done(&mut backend, 3);
+  rest.sort_by_key(|c| c.token);
+  assert_eq!(rest, [done(0, 4096), done(1, 4096), done(2, 4096)]);
+  for (i, buf) in buffers.iter().take(3).enumerate() {
+    assert!(
+      buf.iter().all(|&b| b == i as u8 + 1),
+      "block {i} read wrong bytes"
+    );
+  }
+  assert!(
+    buffers[3].iter().all(|&b| b == 0),
+    "the cancelled read touched its buffer"
+  );
+}
+
+fn notifier_is_readable(backend: &UringBackend) -> bool {
+  let mut pfd = libc::pollfd {
+    fd: backend.notifier().fd(),
+    events: libc::POLLIN,
+    revents: 0,
+  };
+  // SAFETY: one valid pollfd, no wait.
+  unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
