@@ -15,6 +15,11 @@ interface NativeContext {
 /** The raw functions `crates/node` exports. */
 interface Binding {
   open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, makeError: (code: number, opcode: number, fd: number) => Error, shrink: (view: ArrayBufferView, count: number) => ArrayBufferView): NativeContext
+  /**
+   * Starts one operation. Unless `fulfil` is `Fulfil.View`, the addon keeps no reference to
+   * `view`: the caller must keep it reachable from the returned Promise (which the addon
+   * holds until the operation settled) — {@link NativeEngine.start} does.
+   */
   start(ctx: NativeContext, opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil): Promise<unknown>
   submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): Promise<void>
   flush(ctx: NativeContext): void
@@ -88,6 +93,10 @@ function loadFailure(error: unknown): string {
 
 const RESOLVED = Promise.resolve()
 
+/** Where a started operation's Promise keeps its buffer alive (see `Binding.start`). */
+const PINNED = Symbol('caio.pinned')
+type PinningPromise = Promise<unknown> & { [PINNED]?: ArrayBufferView }
+
 const shrink = (view: ArrayBufferView, count: number): ArrayBufferView =>
   view instanceof Uint8Array ? view.subarray(0, count) : new Uint8Array(view.buffer, view.byteOffset, count)
 
@@ -134,6 +143,9 @@ export class NativeEngine implements Engine {
 
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
     const promise = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority, fulfil)
+    // The buffer rule: the kernel may write into `view` until the operation settles, and
+    // the addon holds this Promise until then (see Binding.start).
+    if (view !== undefined) (promise as PinningPromise)[PINNED] = view
     this.#queueFlush()
     if (signal !== undefined) this.#cancelOnAbort(promise, signal)
     return promise

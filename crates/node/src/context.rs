@@ -1,11 +1,14 @@
 //! One native context: a backend, the Promises of its operations, and their buffers.
 //!
-//! Every operation gets a slot holding its Promise resolver and a strong reference to its
-//! buffer. The reference is the pin that keeps the memory the backend writes into alive
-//! (the buffer rule in `caio_core`): it is dropped in [`Context::settle`], after the
-//! completion was reaped, and nowhere else — not on cancel, not on close. Operations beyond
-//! the backend's capacity wait in a FIFO of slots, pinned already, and are pushed as
-//! completions free room.
+//! Every operation gets a slot holding its Promise resolver (a strong reference to the
+//! Promise) and, for operations that resolve with their buffer and for batches, a strong
+//! reference to the buffer (the views, for a batch). These are the pins that keep the memory
+//! the backend writes into alive (the buffer rule in `caio_core`); a single operation that
+//! resolves with a count or nothing is started by the facade with its buffer stored on its
+//! Promise (`lib/native.ts`), so the resolver pins it. Both are dropped in
+//! [`Context::settle`], after the completion was reaped, and nowhere else — not on cancel,
+//! not on close. Operations beyond the backend's capacity wait in a FIFO of slots, pinned
+//! already, and are pushed as completions free room.
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -470,8 +473,9 @@ impl Context {
         if room == 0 {
           return false;
         }
-        // SAFETY: the buffer rule: the slot's `pin` holds the buffer `op.buf` points into,
-        // and is released only in `settle`, after this operation's completion was reaped.
+        // SAFETY: the buffer rule: the slot's `pin` (or its deferred, whose Promise the facade
+        // hung the buffer on) holds the buffer `op.buf` points into, and is released only in
+        // `settle`, after this operation's completion was reaped.
         if unsafe { backend.push(*op) }.is_err() {
           return false;
         }
