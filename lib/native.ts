@@ -93,9 +93,26 @@ function loadFailure(error: unknown): string {
 
 const RESOLVED = Promise.resolve()
 
-/** Where a started operation's Promise keeps its buffer alive (see `Binding.start`). */
-const PINNED = Symbol('caio.pinned')
-type PinningPromise = Promise<unknown> & { [PINNED]?: ArrayBufferView }
+/** A constructor that returns the object it is given, so a subclass can stamp fields on it. */
+class Stamp {
+  constructor(target: object) {
+    return target
+  }
+}
+
+/**
+ * Keeps a started operation's buffer alive from its Promise (see `Binding.start`), in a
+ * private field: invisible to `util.inspect` and to property enumeration, and as cheap to
+ * add as a property.
+ */
+class Pinned extends Stamp {
+  // @ts-expect-error TS6133: written to keep the buffer reachable, never read
+  readonly #view: ArrayBufferView
+  constructor(promise: Promise<unknown>, view: ArrayBufferView) {
+    super(promise)
+    this.#view = view
+  }
+}
 
 const shrink = (view: ArrayBufferView, count: number): ArrayBufferView =>
   view instanceof Uint8Array ? view.subarray(0, count) : new Uint8Array(view.buffer, view.byteOffset, count)
@@ -145,7 +162,7 @@ export class NativeEngine implements Engine {
     const promise = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority, fulfil)
     // The buffer rule: the kernel may write into `view` until the operation settles, and
     // the addon holds this Promise until then (see Binding.start).
-    if (view !== undefined) (promise as PinningPromise)[PINNED] = view
+    if (view !== undefined) new Pinned(promise, view) // stamps the field on `promise` itself
     this.#queueFlush()
     if (signal !== undefined) this.#cancelOnAbort(promise, signal)
     return promise
