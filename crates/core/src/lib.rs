@@ -21,6 +21,7 @@ pub mod cached;
 pub mod errno;
 #[cfg(unix)]
 mod notifier;
+pub mod spin;
 
 #[cfg(unix)]
 use std::io;

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use caio_core::cached::{read_if_cached, DirectIoMemo, READS_IF_CACHED};
+use caio_core::spin::InlineSpin;
 use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation};
 
 /// Pool size when the caller does not choose one.
@@ -43,9 +44,8 @@ pub struct ThreadBackend {
   share_turn: u32,
   /// Whether shares handed to the pool may still be outstanding, for `await_inline`.
   shared_out: bool,
-  /// Calls of `await_inline` still to skip, and how many the next miss skips.
-  inline_skip: u32,
-  inline_backoff: u32,
+  /// `await_inline`'s wait for a share's completions.
+  inline_spin: InlineSpin,
   /// Whether the caller reaps right after submitting (see `Backend::set_quiet`).
   quiet: bool,
   capacity: usize,
@@ -90,13 +90,6 @@ const MAX_SHARE_PER_TAKE: usize = 64;
 /// batch's submitter comes back within tens of microseconds, and a futex wake-up costs
 /// about as much. With 50 µs the spinner had mostly gone to sleep by then.
 const SHARE_SPIN: Duration = Duration::from_micros(200);
-/// How long `await_inline` spins for the pool's share: this, plus `INLINE_SPIN_PER_OP` per
-/// outstanding operation, at most `INLINE_SPIN_MAX`; a spin that saw nothing makes the
-/// next calls skip it, doubling up to `INLINE_BACKOFF_MAX`.
-const INLINE_SPIN: Duration = Duration::from_micros(10);
-const INLINE_SPIN_PER_OP: Duration = Duration::from_nanos(1500);
-const INLINE_SPIN_MAX: Duration = Duration::from_micros(200);
-const INLINE_BACKOFF_MAX: u32 = 256;
 
 /// The most jobs a worker takes at once, so one worker never hoards a long queue.
 const MAX_JOBS_PER_TAKE: usize = 16;
@@ -132,8 +125,7 @@ impl ThreadBackend {
       sharing: Vec::new(),
       share_turn: 0,
       shared_out: false,
-      inline_skip: 0,
-      inline_backoff: 1,
+      inline_spin: InlineSpin::default(),
       quiet: false,
       capacity: capacity.max(1),
       outstanding: 0,
@@ -288,24 +280,10 @@ impl Backend for ThreadBackend {
     if !self.shared_out || self.outstanding == 0 {
       return false;
     }
-    if self.inline_skip > 0 {
-      self.inline_skip -= 1;
-      return false;
-    }
-    let budget = (INLINE_SPIN + INLINE_SPIN_PER_OP * self.outstanding as u32).min(INLINE_SPIN_MAX);
-    let start = Instant::now();
-    loop {
-      if self.shared.done_count.load(Ordering::Acquire) > 0 {
-        self.inline_backoff = 1;
-        return true;
-      }
-      if start.elapsed() >= budget {
-        self.inline_skip = self.inline_backoff;
-        self.inline_backoff = (self.inline_backoff * 2).min(INLINE_BACKOFF_MAX);
-        return false;
-      }
-      std::hint::spin_loop();
-    }
+    let done_count = &self.shared.done_count;
+    self
+      .inline_spin
+      .wait(self.outstanding, || done_count.load(Ordering::Acquire) > 0)
   }
 
   fn wait(&mut self, timeout: Duration) {
@@ -364,10 +342,7 @@ fn hand_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) 
   if count == 0 {
     return;
   }
-  let mut jobs = lock(&shared.jobs);
-  jobs.extend(ops);
-  shared.job_count.store(jobs.len(), Ordering::Release);
-  drop(jobs);
+  shared.queue(ops);
   if count == 1 {
     shared.job_ready.notify_one();
   } else {
@@ -378,10 +353,7 @@ fn hand_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) 
 /// Queues a share of a batch's reads (see `POOL_SHARE`) for one worker: the one spinning
 /// for it, or one woken up.
 fn hand_share_to_pool(shared: &Shared, ops: impl ExactSizeIterator<Item = Operation>) {
-  let mut jobs = lock(&shared.jobs);
-  jobs.extend(ops);
-  shared.job_count.store(jobs.len(), Ordering::Release);
-  drop(jobs);
+  shared.queue(ops);
   // A spinner that misses this store still looks at the queue under its lock before it
   // sleeps, so the share is never stranded.
   if !shared.spinning.load(Ordering::Acquire) {
@@ -403,6 +375,13 @@ impl Drop for ThreadBackend {
 }
 
 impl Shared {
+  /// Appends jobs to the queue (waking nobody) and keeps `job_count` in step.
+  fn queue(&self, ops: impl Iterator<Item = Operation>) {
+    let mut jobs = lock(&self.jobs);
+    jobs.extend(ops);
+    self.job_count.store(jobs.len(), Ordering::Release);
+  }
+
   /// Removes `token` from the cancel requests; whether it was there.
   fn take_cancel(&self, token: u64) -> bool {
     let mut cancels = lock(&self.cancels);

@@ -34,6 +34,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use caio_core::cached::{read_if_cached, DirectIoMemo, READS_IF_CACHED};
+use caio_core::spin::InlineSpin;
 use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
@@ -55,16 +56,6 @@ const INDEX_MASK: u64 = CANCEL_TAG - 1;
 const MAX_RETRIES: u16 = 1000;
 /// How often dropping re-sends cancel requests to operations that are still running.
 const DROP_RECANCEL: Duration = Duration::from_secs(1);
-/// How long `await_inline` spins for the SQPOLL thread's next completion: this, plus
-/// `INLINE_SPIN_PER_OP` for every operation in the ring, since the kernel posts the
-/// completions of one submission pass together, after all of it ran (a cached 4 KiB read
-/// takes that thread about 1 µs). A wake-up of the event loop from that thread costs about
-/// 20 µs on the build VM: 1 in flight with SQPOLL did 43.5 k reads/s before this wait, 428 k
-/// with it (632 k without SQPOLL).
-const INLINE_SPIN: Duration = Duration::from_micros(10);
-const INLINE_SPIN_PER_OP: Duration = Duration::from_nanos(1500);
-/// The longest spin, however many operations are in the ring.
-const INLINE_SPIN_MAX: Duration = Duration::from_micros(200);
 /// With SQPOLL: one unlinked batch read in this many is held back for the submitting thread
 /// to do itself while the kernel thread does the others. Otherwise the caller of a batch
 /// only spins until the kernel thread, the bottleneck, is done: submits of 64 cached 4 KiB
@@ -74,10 +65,6 @@ const INLINE_SPIN_MAX: Duration = Duration::from_micros(200);
 /// so the JS thread is busy, and taking reads from the kernel thread made 8 and 64 in flight
 /// 18 % slower.
 pub const HELD_SHARE: u32 = 2;
-
-/// After a spin that saw nothing (device I/O takes hundreds of µs), that many later calls skip
-/// the spin, doubling per miss up to this many, so slow I/O costs at most one spin in 256.
-const INLINE_BACKOFF_MAX: u32 = 256;
 
 /// How to set up a [`UringBackend`]'s ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -154,9 +141,8 @@ pub struct UringBackend {
   stalled: bool,
   /// Being dropped: nothing is retried any more.
   closing: bool,
-  /// With SQPOLL: calls of `await_inline` still to skip, and how many the next miss skips.
-  inline_skip: u32,
-  inline_backoff: u32,
+  /// With SQPOLL: `await_inline`'s wait for the kernel thread.
+  inline_spin: InlineSpin,
   /// With SQPOLL: slots of reads held back from the ring for `submit` to try on the calling
   /// thread (see [`HELD_SHARE`]), and the count that picks them.
   held: Vec<u32>,
@@ -213,8 +199,7 @@ impl UringBackend {
       chain: Vec::with_capacity(if sqpoll { capacity } else { 0 }),
       stalled: false,
       closing: false,
-      inline_skip: 0,
-      inline_backoff: 1,
+      inline_spin: InlineSpin::default(),
       held: Vec::with_capacity(if sqpoll { capacity } else { 0 }),
       held_turn: 0,
       done_here: Vec::new(),
@@ -738,25 +723,10 @@ impl Backend for UringBackend {
     if !self.sqpoll || self.table.outstanding == 0 {
       return false;
     }
-    if self.inline_skip > 0 {
-      self.inline_skip -= 1;
-      return false;
-    }
-    let budget =
-      (INLINE_SPIN + INLINE_SPIN_PER_OP * self.table.outstanding as u32).min(INLINE_SPIN_MAX);
-    let start = Instant::now();
-    loop {
-      if !self.ring.completion().is_empty() {
-        self.inline_backoff = 1;
-        return true;
-      }
-      if start.elapsed() >= budget {
-        self.inline_skip = self.inline_backoff;
-        self.inline_backoff = (self.inline_backoff * 2).min(INLINE_BACKOFF_MAX);
-        return false;
-      }
-      std::hint::spin_loop();
-    }
+    let ring = &mut self.ring;
+    self
+      .inline_spin
+      .wait(self.table.outstanding, || !ring.completion().is_empty())
   }
 
   /// Disabling the eventfd (IORING_CQ_EVENTFD_DISABLED, Linux 5.8) while the caller reaps
