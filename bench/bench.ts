@@ -46,7 +46,10 @@ writes at 16, 1 MiB sequential writes + fsync, 1 MiB sequential reads. Every con
 runs in its own child process per round; rounds alternate the contenders; the table
 shows medians over the rounds, then the ratios the design's targets name.
 
-  --size <MiB>            data file size (default 256; --quick: 16)
+  --cached-size <MiB>     size of the file the page-cache reads read (default 64, the
+                          size the design's and the io_uring issue's targets name; --quick: 16)
+  --size <MiB>            size of the O_DIRECT and the scratch (write) files (default 256;
+                          --quick: 16)
   --dir <path>            where to make the files' temporary directory (a disk file
                           system; default: os.tmpdir(), or /var/tmp or . if that is tmpfs)
   --duration <s>          measured seconds per contender per round (default 0.5; --quick: 0.05)
@@ -79,7 +82,10 @@ interface Timing {
 }
 
 interface Settings {
+  /** The O_DIRECT and scratch files. */
   sizeMiB: number
+  /** The data file the page-cache reads read. */
+  cachedSizeMiB: number
   dir: string | undefined
   main: Timing
   sweep: Timing
@@ -128,6 +134,7 @@ function parseFlags(argv: string[]) {
     allowPositionals: false,
     options: {
       size: { type: 'string' },
+      'cached-size': { type: 'string' },
       dir: { type: 'string' },
       duration: { type: 'string' },
       warmup: { type: 'string' },
@@ -254,6 +261,7 @@ function parseSettings(argv: string[]): Settings {
 
   return {
     sizeMiB: positive(v.size, '--size', quick ? 16 : 256),
+    cachedSizeMiB: positive(v['cached-size'], '--cached-size', quick ? 16 : 64),
     dir: v.dir,
     main: { durationSec, warmupSec, rounds: positive(v.rounds, '--rounds', quick ? 1 : 3, true) },
     sweep: { durationSec: sweepDuration, warmupSec: Math.min(warmupSec, sweepDuration / 3), rounds: positive(v['sweep-rounds'], '--sweep-rounds', 1, true) },
@@ -446,25 +454,36 @@ interface Files {
   scratch?: string
 }
 
-function makeFiles(settings: Settings, size: number): Files {
+/** Whole 4 KiB pages of `mib` MiB: an O_DIRECT file must be exactly as long. */
+function pages(mib: number): number {
+  return Math.floor((mib * 2 ** 20) / 4096) * 4096
+}
+
+/** The bytes each of the bench's files holds: the data file `cached`, the others `size`. */
+interface Sizes {
+  cached: number
+  size: number
+}
+
+function makeFiles(settings: Settings, sizes: Sizes): Files {
   const roles = new Set(settings.workloads.map(fileRole))
   const parent = chooseParent(settings.dir, warn)
   const dir = makeDir(parent, (d) => (dataDir = d))
   const files: Files = {}
-  process.stderr.write(`bench: writing ${settings.sizeMiB} MiB of random data under ${dir} …\n`)
-  if (roles.has('data') || roles.has('direct')) {
-    files.data = createDataFile(dir, size)
-    process.stderr.write(`bench: ${files.data.path} (${files.data.fs}) read once into the page cache at ${(files.data.warmRate / 2 ** 30).toFixed(2)} GiB/s\n`)
+  process.stderr.write(`bench: writing random data under ${dir} …\n`)
+  if (roles.has('data')) {
+    files.data = createDataFile(dir, sizes.cached)
+    process.stderr.write(`bench: ${files.data.path} (${files.data.fs}, ${settings.cachedSizeMiB} MiB) read once into the page cache at ${(files.data.warmRate / 2 ** 30).toFixed(2)} GiB/s\n`)
   }
-  if (roles.has('direct') && files.data) {
+  if (roles.has('direct')) {
     try {
-      files.direct = createDirectFile(dir, files.data, (n) => alignedBuffer(n))
+      files.direct = createDirectFile(dir, sizes.size, (n) => alignedBuffer(n))
     } catch (error) {
       files.directError = error instanceof Error ? error.message : String(error)
       warn(`no O_DIRECT rows: ${files.directError}`)
     }
   }
-  if (roles.has('scratch')) files.scratch = createScratchFile(dir, size)
+  if (roles.has('scratch')) files.scratch = createScratchFile(dir, sizes.size)
   return files
 }
 
@@ -481,12 +500,13 @@ async function main(): Promise<void> {
   const t0 = performance.now()
   const load0 = loadavg()
 
-  // Whole 4 KiB pages: the O_DIRECT copy must be exactly as long.
-  const size = Math.floor((settings.sizeMiB * 2 ** 20) / 4096) * 4096
-  const biggest = Math.max(...settings.workloads.map((w) => w.blockSize))
-  if (size < biggest) fail(`--size is smaller than one block of the chosen workloads (${biggest} bytes)`)
-  if (size > totalmem() * 0.3) warn(`a ${settings.sizeMiB} MiB file (and a scratch file as large) may not stay in the page cache of ${(totalmem() / 2 ** 20).toFixed(0)} MiB of RAM`)
-  const files = makeFiles(settings, size)
+  const sizes: Sizes = { cached: pages(settings.cachedSizeMiB), size: pages(settings.sizeMiB) }
+  for (const [flag, role, bytes] of [['--cached-size', 'data', sizes.cached], ['--size', 'direct', sizes.size], ['--size', 'scratch', sizes.size]] as const) {
+    const biggest = Math.max(0, ...settings.workloads.filter((w) => fileRole(w) === role).map((w) => w.blockSize))
+    if (bytes < biggest) fail(`${flag} is smaller than one block of the chosen workloads (${biggest} bytes)`)
+  }
+  if (sizes.cached + sizes.size > totalmem() * 0.3) warn(`${settings.cachedSizeMiB} MiB of cached data and a ${settings.sizeMiB} MiB scratch file may not stay in the page cache of ${(totalmem() / 2 ** 20).toFixed(0)} MiB of RAM`)
+  const files = makeFiles(settings, sizes)
 
   const rounds = Math.max(...jobs.map((j) => j.timing.rounds))
   const total = jobs.reduce((n, j) => n + j.timing.rounds, 0)
@@ -526,7 +546,7 @@ async function main(): Promise<void> {
         contender: job.contender.id,
         workload: job.workload,
         file,
-        fileSize: size,
+        fileSize: fileRole(job.workload) === 'data' ? sizes.cached : sizes.size,
         durationSec: job.timing.durationSec,
         warmupSec: job.timing.warmupSec,
         sampleEvery: settings.sampleEvery,
@@ -568,7 +588,7 @@ async function main(): Promise<void> {
     `caio bench — ${describeMachine()}`,
     `${describeTools()}`,
     `started ${started.toISOString()}, took ${formatDuration(totalSec)}; load average ${load0.map((x) => x.toFixed(2)).join(' ')} at start, ${load1.map((x) => x.toFixed(2)).join(' ')} at end`,
-    `files: ${settings.sizeMiB} MiB each on ${files.data?.fs ?? 'disk'}: data (in the page cache), its O_DIRECT copy (never cached), scratch (writes; flushed after each write run, outside the measurement)`,
+    `files on ${files.data?.fs ?? 'disk'}: data, ${settings.cachedSizeMiB} MiB (the page-cache reads); direct, ${settings.sizeMiB} MiB (O_DIRECT, never cached); scratch, ${settings.sizeMiB} MiB (writes; flushed after each write run, outside the measurement)`,
     `${m.rounds} round${m.rounds === 1 ? '' : 's'} of ${m.durationSec} s per contender (after ${m.warmupSec} s warm-up), each run in a fresh child process, contenders alternating A B C … A B C; the figures are medians over the rounds`,
     `latency from 1 in ${settings.sampleEvery} operations (every one for sequential rows and submits); CPU = user+sys of the whole child process per operation (fio: of its process tree, less an idle fio run's); ×promises: ops/s over fs.promises'; spread: (max−min)/median of ops/s`,
     ...settings.skipped.map((s) => `not run at all: ${s.id}: ${s.reason}`),
@@ -620,8 +640,8 @@ async function main(): Promise<void> {
       totalSec,
       machine: { node: process.version, kernel: release(), arch: process.arch, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', memBytes: totalmem(), loadavgAtStart: load0, loadavgAtEnd: load1 },
       tools: { fio: fioVersion() ?? null, pythonCaio: pythonCaio(), bun: bunVersion() ?? null },
-      settings: { sizeMiB: settings.sizeMiB, main: settings.main, sweep: settings.sweep, sampleEvery: settings.sampleEvery, seed: settings.seed, quick: settings.quick },
-      files: { dir: files.data?.dir ?? null, fs: files.data?.fs ?? null, size, warmRateBytesPerSec: files.data?.warmRate ?? null, directError: files.directError ?? null },
+      settings: { sizeMiB: settings.sizeMiB, cachedSizeMiB: settings.cachedSizeMiB, main: settings.main, sweep: settings.sweep, sampleEvery: settings.sampleEvery, seed: settings.seed, quick: settings.quick },
+      files: { dir: files.data?.dir ?? null, fs: files.data?.fs ?? null, size: sizes.size, cachedSize: sizes.cached, warmRateBytesPerSec: files.data?.warmRate ?? null, directError: files.directError ?? null },
       backends: backends(),
       workloads: settings.workloads,
       contenders: settings.contenders.map((c) => ({ id: c.id, family: c.family, runner: c.runner, env: c.env, sync: c.sync })),

@@ -125,35 +125,32 @@ export function createDataFile(dir: string, size: number): DataFile {
 }
 
 /**
- * The O_DIRECT file: a copy of the data file written with O_DIRECT, so none of it ever
- * enters the page cache (every contender, and fio with --direct=1, reads it with O_DIRECT
- * too). Throws with the reason when the file system refuses O_DIRECT (tmpfs does).
+ * The O_DIRECT file: `size` bytes of random data (whole 4 KiB pages) written with O_DIRECT,
+ * so none of it ever enters the page cache (every contender, and fio with --direct=1, reads
+ * it with O_DIRECT too). Throws with the reason when the file system refuses O_DIRECT
+ * (tmpfs does).
  */
-export function createDirectFile(dir: string, data: DataFile, aligned: (size: number) => Buffer): string {
+export function createDirectFile(dir: string, size: number, aligned: (size: number) => Buffer): string {
   const path = join(dir, 'direct.bin')
-  const size = data.size - (data.size % 4096)
+  const length = size - (size % 4096)
   const chunk = aligned(CHUNK)
-  const src = openSync(data.path, 'r')
   let fd: number
   try {
     fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_DIRECT, 0o600)
   } catch (error) {
-    closeSync(src)
     const code = error instanceof Error && 'code' in error ? String(error.code) : ''
     throw new Error(code === 'EINVAL' ? `${fsName(dir)} at ${dir} does not take O_DIRECT (pass --dir on ext4 or xfs)` : `cannot open ${path} with O_DIRECT: ${error instanceof Error ? error.message : String(error)}`)
   }
   try {
-    for (let done = 0; done < size; ) {
-      const n = Math.min(CHUNK, size - done)
-      const got = readSync(src, chunk, 0, n, done)
-      if (got !== n) throw new Error(`bench: short read of the data file at ${done}`)
+    for (let done = 0; done < length; ) {
+      const n = Math.min(CHUNK, length - done)
+      randomFillSync(chunk, 0, n)
       writeAll(fd, chunk, n, done)
       done += n
     }
     fsyncSync(fd)
   } finally {
     closeSync(fd)
-    closeSync(src)
   }
   return path
 }
