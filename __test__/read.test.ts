@@ -2,7 +2,7 @@
 // padded; readInto fills any ArrayBufferView from its start and resolves the count.
 import test from 'ava'
 
-import { bytesOf, fileWith, openContext, pattern } from './helpers'
+import { bytesOf, directoryFd, field, fileWith, openContext, pattern } from './helpers'
 
 const TEXT = 'The quick brown fox jumps over the lazy dog'
 
@@ -182,4 +182,31 @@ test('readInto into an empty view resolves 0', async (t) => {
   const file = fileWith(t, TEXT)
   const ctx = openContext(t)
   t.is(await ctx.readInto(new Uint8Array(0), file.fd, 0), 0)
+})
+
+test('thousands of reads at once each settle with their own bytes, error or short read', async (t) => {
+  // More completions than the addon hands the facade in one delivery (512): a result given
+  // to the wrong Promise shows as wrong bytes, a wrong length or a misplaced error.
+  const count = 1500
+  const content = pattern(64 * count, 3)
+  const file = fileWith(t, content)
+  const dir = directoryFd(t)
+  const ctx = openContext(t, { maxRequests: 2048 })
+  const outcomes = await Promise.all(
+    Array.from({ length: count }, async (_, i): Promise<string> => {
+      if (i % 7 === 3) return ctx.read(64, dir, 0).then(() => 'resolved', (error: unknown) => String(field(error, 'code')))
+      if (i % 5 === 1) {
+        const tail = await ctx.read(128, file.fd, content.length - 32 - (i % 16))
+        return tail.equals(content.subarray(content.length - 32 - (i % 16))) ? 'tail' : `wrong tail of ${tail.length} bytes`
+      }
+      const target = Buffer.alloc(64)
+      const n = await ctx.readInto(target, file.fd, i * 64)
+      return n === 64 && target.equals(content.subarray(i * 64, i * 64 + 64)) ? 'block' : `wrong block (${n} bytes)`
+    }),
+  )
+  outcomes.forEach((outcome, i) => {
+    const expected = i % 7 === 3 ? 'EISDIR' : i % 5 === 1 ? 'tail' : 'block'
+    if (outcome !== expected) t.fail(`operation ${i}: ${outcome}, expected ${expected}`)
+  })
+  t.is(outcomes.length, count)
 })

@@ -6,6 +6,8 @@
  */
 import { getSystemErrorMap } from 'node:util'
 
+import { RESULT_ABORTED, RESULT_CLOSED } from './engine'
+
 /** An OS error from an I/O operation, as `node:fs` reports one. */
 export interface SystemError extends Error {
   /** Node's name for the error, such as `'EBADF'`. */
@@ -105,17 +107,13 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
   return error
 }
 
-/** Reason codes the native addon passes to {@link errorFromNative} besides negative errnos. */
-export const NATIVE_ABORTED = 1
-export const NATIVE_CLOSED = 2
-
 /**
- * The error factory the native addon calls: `code` is a negative errno, or
- * {@link NATIVE_ABORTED} / {@link NATIVE_CLOSED}; `opcode` indexes {@link SYSCALLS}; `fd`
- * is the operation's descriptor.
+ * The error of one native operation: `code` is a negative errno, or
+ * {@link RESULT_ABORTED} / {@link RESULT_CLOSED}; `opcode` indexes {@link SYSCALLS}; `fd`
+ * is the operation's descriptor. The addon calls it too (for a batch on a closed context).
  */
 export function errorFromNative(code: number, opcode: number, fd: number): Error {
-  if (code === NATIVE_ABORTED) return new AbortError()
-  if (code === NATIVE_CLOSED) return closedError()
+  if (code === RESULT_ABORTED) return new AbortError()
+  if (code === RESULT_CLOSED) return closedError()
   return systemError(code, SYSCALLS[opcode] ?? 'read', fd)
 }

@@ -1,14 +1,15 @@
 //! One native context: a backend, the Promises of its operations, and their buffers.
 //!
-//! Every operation gets a slot holding its Promise resolver (a strong reference to the
-//! Promise) and, for operations that resolve with their buffer and for batches, a strong
-//! reference to the buffer (the views, for a batch). These are the pins that keep the memory
-//! the backend writes into alive (the buffer rule in `caio_core`); a single operation that
-//! resolves with a count or nothing is started by the facade with its buffer stored on its
-//! Promise (`lib/native.ts`), so the resolver pins it. Both are dropped in
-//! [`Context::settle`], after the completion was reaped, and nowhere else — not on cancel,
-//! not on close. Operations beyond the backend's capacity wait in a FIFO of slots, pinned
-//! already, and are pushed as completions free room.
+//! A single operation's Promise is made and settled by the facade (`lib/native.ts`): it
+//! keeps the Promise's resolvers and the operation's buffer in arrays indexed by the
+//! operation's slot, and the context hands it each completion as a (slot, result) pair in
+//! a shared `Float64Array`, many per call (see [`Context::deliver_pending`]). Those arrays
+//! are the pin that keeps the memory the backend writes into alive (the buffer rule in
+//! `caio_core`): the facade lets go of a buffer only when its completion is delivered,
+//! after it was reaped — not on cancel, not on close. A batch has one Promise, made here,
+//! and a strong reference to its views, dropped when its last completion was reaped.
+//! Operations beyond the backend's capacity wait in a FIFO of slots, pinned already, and
+//! are pushed as completions free room.
 
 use std::collections::VecDeque;
 use std::ffi::c_void;
@@ -19,35 +20,6 @@ use napi::sys;
 
 use crate::event_loop::CompletionWatcher;
 use crate::js::{Env, JsResult};
-
-/// How a fulfilled operation's Promise resolves.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Fulfil {
-  /// With the byte count.
-  Count,
-  /// With the buffer itself (or a view of the bytes read, when fewer came).
-  View,
-  /// With `undefined` (syncs).
-  Nothing,
-}
-
-impl Fulfil {
-  pub fn from_u32(n: u32) -> Fulfil {
-    match n {
-      1 => Fulfil::View,
-      2 => Fulfil::Nothing,
-      _ => Fulfil::Count,
-    }
-  }
-}
-
-/// The reasons besides an errno that the error factory in JavaScript knows.
-pub mod reason {
-  /// The operation was cancelled through its AbortSignal.
-  pub const ABORTED: i32 = 1;
-  /// The context was closed before the operation reached the kernel.
-  pub const CLOSED: i32 = 2;
-}
 
 /// Slot indices take the low bits of a token, a generation the rest, so that a token kept
 /// by JavaScript after its operation settled never matches a reused slot. Both parts stay
@@ -60,8 +32,9 @@ const GENERATION_LIMIT: u32 = 1 << 29;
 const BATCH_BIT: u64 = 1 << 63;
 const BATCH_OP_SHIFT: u32 = 32;
 
-/// Results of batch operations that are not an errno: set in the batch's result array
-/// and turned into an AbortError / `ERR_CAIO_CLOSED` by the facade.
+/// Results that are not an errno, turned into an AbortError / `ERR_CAIO_CLOSED` by the
+/// facade: in a batch's result array, in the completions handed to the facade, and as the
+/// code given to its error factory.
 pub mod marker {
   /// Cancelled through the batch's AbortSignal.
   pub const ABORTED: f64 = -1_048_577.0;
@@ -156,19 +129,15 @@ impl Batch {
 
 enum Work {
   Free,
-  Single {
-    op: Operation,
-    fulfil: Fulfil,
-    in_backend: bool,
-  },
+  Single { op: Operation, in_backend: bool },
   Batch(Box<Batch>),
 }
 
 struct Slot {
   generation: u32,
-  /// Null when the slot is free.
+  /// A batch's Promise resolver; null for single operations, whose Promise the facade keeps.
   deferred: sys::napi_deferred,
-  /// The buffer's pin (the views array, for a batch); null for syncs.
+  /// A batch's pin on its views array; null for single operations (see the module docs).
   pin: sys::napi_ref,
   abort_requested: bool,
   work: Work,
@@ -224,6 +193,11 @@ pub struct Context {
   inline_settled: usize,
   inline_loop_time: u64,
   js: Hooks,
+  /// The facade's completion list: `delivery_capacity` (slot, result) pairs of f64, of
+  /// which the first `delivered` are waiting to be handed over.
+  delivery: *mut f64,
+  delivery_capacity: usize,
+  delivered: usize,
   cleanup_hook: sys::napi_async_cleanup_hook_handle,
   /// What the backend turned out to be, for `details()`.
   pub details: crate::backends::Details,
@@ -236,8 +210,13 @@ struct Hooks {
   this: sys::napi_ref,
   /// `(code, opcode) => Error`: the facade's one error factory.
   make_error: sys::napi_ref,
-  /// `(view, n) => view.subarray(0, n)`, for reads that came back short.
-  shrink: sys::napi_ref,
+  /// `(count) => void`: settles the first `count` completions of the completion list.
+  /// Strong while operations are outstanding, like `this` (it holds the facade's engine,
+  /// which holds the external: a strong reference for life would be a cycle through a
+  /// root, and a dropped context would never be collected).
+  deliver: sys::napi_ref,
+  /// The completion list (a `Float64Array`); strong for the context's life.
+  delivery_pin: sys::napi_ref,
   async_context: sys::napi_async_context,
 }
 
@@ -269,9 +248,13 @@ impl Context {
       js: Hooks {
         this: ptr::null_mut(),
         make_error: ptr::null_mut(),
-        shrink: ptr::null_mut(),
+        deliver: ptr::null_mut(),
+        delivery_pin: ptr::null_mut(),
         async_context: ptr::null_mut(),
       },
+      delivery: ptr::null_mut(),
+      delivery_capacity: 0,
+      delivered: 0,
       cleanup_hook: ptr::null_mut(),
       details: Default::default(),
     }
@@ -287,7 +270,8 @@ impl Context {
     env: Env,
     external: sys::napi_value,
     make_error: sys::napi_value,
-    shrink: sys::napi_value,
+    deliver: sys::napi_value,
+    delivery: sys::napi_value,
   ) -> Result<(), String> {
     let failed = |what: &str| format!("{what} failed while creating the context");
     // SAFETY: the caller guarantees `this` is the live, boxed context.
@@ -298,8 +282,19 @@ impl Context {
     ctx.js.make_error = env
       .reference(make_error, 1)
       .map_err(|_| failed("napi_create_reference"))?;
-    ctx.js.shrink = env
-      .reference(shrink, 1)
+    let (list, bytes) = env
+      .view_bytes(delivery)
+      .map_err(|_| "the completion list must be a Float64Array".to_string())?;
+    if bytes < 16 || list.align_offset(8) != 0 {
+      return Err("the completion list must be a Float64Array of at least 2 elements".into());
+    }
+    ctx.js.delivery_pin = env
+      .reference(delivery, 1)
+      .map_err(|_| failed("napi_create_reference"))?;
+    ctx.delivery = list.cast();
+    ctx.delivery_capacity = bytes / 16;
+    ctx.js.deliver = env
+      .reference(deliver, 0)
       .map_err(|_| failed("napi_create_reference"))?;
     let name = env
       .string("caio")
@@ -333,35 +328,19 @@ impl Context {
     self.last_token
   }
 
-  /// Starts one operation and returns its Promise. `pin` is the buffer to keep alive (null
-  /// for syncs); `op.buf`/`op.len` must lie inside it.
-  pub fn start(
-    &mut self,
-    env: Env,
-    mut op: Operation,
-    fulfil: Fulfil,
-    pin: sys::napi_value,
-  ) -> JsResult<sys::napi_value> {
-    let (promise, deferred) = env.promise()?;
+  /// Starts one operation and returns its slot, under which the facade keeps its Promise
+  /// and buffer until [`Context::deliver_pending`] hands over its result; `None` when the
+  /// context is closed. `op.buf`/`op.len` must lie inside the buffer the facade keeps.
+  pub fn start(&mut self, env: Env, mut op: Operation) -> Option<u32> {
     if self.closing || self.backend.is_none() {
-      let error = self.make_error(env, reason::CLOSED, &op);
-      env.settle(deferred, false, error);
-      return Ok(promise);
+      return None;
     }
-    let pin = if pin.is_null() {
-      ptr::null_mut()
-    } else {
-      env.reference(pin, 1)?
-    };
     let index = self.allocate_slot();
     let slot = &mut self.slots[index as usize];
     op.token = single_token(index, slot.generation);
-    slot.deferred = deferred;
-    slot.pin = pin;
     slot.abort_requested = false;
     slot.work = Work::Single {
       op,
-      fulfil,
       in_backend: false,
     };
     self.last_token = op.token;
@@ -373,7 +352,7 @@ impl Context {
       self.submit();
     }
     self.sync_activity(env);
-    Ok(promise)
+    Some(index)
   }
 
   /// Starts a batch and returns one Promise for all of it, resolved with `undefined` once
@@ -388,7 +367,7 @@ impl Context {
   ) -> JsResult<sys::napi_value> {
     let (promise, deferred) = env.promise()?;
     if self.closing || self.backend.is_none() {
-      let error = self.make_error(env, reason::CLOSED, &Operation::sync(Opcode::Read, -1, 0));
+      let error = self.make_error(env, marker::CLOSED, &Operation::sync(Opcode::Read, -1, 0));
       env.settle(deferred, false, error);
       env.delete_reference(batch.results_pin);
       return Ok(promise);
@@ -473,9 +452,9 @@ impl Context {
         if room == 0 {
           return false;
         }
-        // SAFETY: the buffer rule: the slot's `pin` (or its deferred, whose Promise the facade
-        // hung the buffer on) holds the buffer `op.buf` points into, and is released only in
-        // `settle`, after this operation's completion was reaped.
+        // SAFETY: the buffer rule: the facade holds the buffer `op.buf` points into under this
+        // slot until `deliver_pending` hands over its result, which `settle` records only
+        // after this operation's completion was reaped.
         if unsafe { backend.push(*op) }.is_err() {
           return false;
         }
@@ -619,31 +598,23 @@ impl Context {
     } else {
       slot.generation
     };
-    if slot.deferred.is_null() || parts.generation != generation {
+    if matches!(slot.work, Work::Free) || parts.generation != generation {
       return;
     }
     let aborted = slot.abort_requested && completion.result == -i64::from(libc::ECANCELED);
     match (&mut slot.work, parts.batch_op) {
-      (Work::Single { op, fulfil, .. }, None) => {
-        let (deferred, pin, op, fulfil) = (slot.deferred, slot.pin, *op, *fulfil);
-        let (fulfilled, value) = if completion.result >= 0 {
-          (
-            true,
-            self.fulfilment(env, fulfil, pin, op.len, completion.result as u64),
-          )
+      (Work::Single { .. }, None) => {
+        let value = if completion.result >= 0 {
+          completion.result as f64
+        } else if aborted {
+          marker::ABORTED
         } else {
-          let code = if aborted {
-            reason::ABORTED
-          } else {
-            completion.result as i32
-          };
-          (false, self.make_error(env, code, &op))
+          completion.result as f64
         };
-        env.settle(deferred, fulfilled, value);
-        self.promises_settled += 1;
-        env.delete_reference(pin);
         self.free_slot(parts.index);
         self.outstanding -= 1;
+        self.promises_settled += 1;
+        self.record_delivery(env, parts.index as u32, value);
       }
       (Work::Batch(batch), Some(position))
         if batch.state.get(position) == Some(&OpState::InBackend) =>
@@ -680,27 +651,37 @@ impl Context {
     self.free_slot(index);
   }
 
-  fn fulfilment(
-    &self,
-    env: Env,
-    fulfil: Fulfil,
-    pin: sys::napi_ref,
-    len: u32,
-    count: u64,
-  ) -> sys::napi_value {
-    match fulfil {
-      Fulfil::Count => env.number(count as f64).unwrap_or_else(|_| env.undefined()),
-      Fulfil::Nothing => env.undefined(),
-      Fulfil::View => {
-        let view = env.reference_value(pin);
-        if count == u64::from(len) {
-          return view;
-        }
-        let shrink = env.reference_value(self.js.shrink);
-        let count = env.number(count as f64).unwrap_or_else(|_| env.undefined());
-        call_or_clear(env, shrink, &[view, count])
-      }
+  /// Queues a single operation's result for the facade: a byte count, a negative errno, or
+  /// a [`marker`]. The list is handed over when it is full and whenever control is about to
+  /// return to JavaScript (`sync_activity`), so no slot is reused before the facade saw it.
+  fn record_delivery(&mut self, env: Env, index: u32, value: f64) {
+    if self.delivered == self.delivery_capacity {
+      self.deliver_pending(env);
     }
+    // SAFETY: `delivery` spans `delivery_capacity` pairs (checked in `attach`) of a
+    // Float64Array that `delivery_pin` keeps alive for the context's life, and `delivered` is
+    // below that; only the JS thread touches it.
+    unsafe {
+      let pair = self.delivery.add(2 * self.delivered);
+      *pair = f64::from(index);
+      *pair.add(1) = value;
+    }
+    self.delivered += 1;
+  }
+
+  /// Hands the recorded results to the facade, which settles their Promises (resolving or
+  /// rejecting only: no user code runs before it returns) and lets go of their buffers.
+  fn deliver_pending(&mut self, env: Env) {
+    let count = std::mem::take(&mut self.delivered);
+    if count == 0 {
+      return;
+    }
+    let deliver = env.reference_value(self.js.deliver);
+    if deliver.is_null() {
+      return; // the facade is gone: nobody waits for these Promises
+    }
+    let count = env.number(count as f64).unwrap_or_else(|_| env.undefined());
+    call_or_clear(env, deliver, &[count]);
   }
 
   fn free_slot(&mut self, index: usize) {
@@ -712,12 +693,12 @@ impl Context {
     self.free.push(index as u32);
   }
 
-  /// Builds the facade's Node-shaped error: `code` is a negative errno or a [`reason`].
-  fn make_error(&self, env: Env, code: i32, op: &Operation) -> sys::napi_value {
+  /// Builds the facade's Node-shaped error: `code` is a negative errno or a [`marker`].
+  fn make_error(&self, env: Env, code: f64, op: &Operation) -> sys::napi_value {
     let factory = env.reference_value(self.js.make_error);
     let number = |n: f64| env.number(n).unwrap_or_else(|_| env.undefined());
     let args = [
-      number(f64::from(code)),
+      number(code),
       number(f64::from(op.opcode as u8)),
       number(f64::from(op.fd)),
     ];
@@ -732,7 +713,10 @@ impl Context {
     let Some(slot) = self.slots.get_mut(parts.index) else {
       return;
     };
-    if slot.deferred.is_null() || parts.batch_op.is_some() || parts.generation != slot.generation {
+    if matches!(slot.work, Work::Free)
+      || parts.batch_op.is_some()
+      || parts.generation != slot.generation
+    {
       return; // already settled
     }
     slot.abort_requested = true;
@@ -772,24 +756,20 @@ impl Context {
     self.sync_activity(env);
   }
 
-  /// Settles a single operation that never reached the backend as aborted.
+  /// Settles a single operation that never reached the backend as aborted (or closed).
   fn settle_unsubmitted(&mut self, env: Env, token: u64) {
     let index = decode(token).index;
-    let slot = &self.slots[index];
-    let Work::Single { op, .. } = &slot.work else {
+    if !matches!(self.slots[index].work, Work::Single { .. }) {
       return;
-    };
-    let (deferred, pin, op) = (slot.deferred, slot.pin, *op);
-    let code = if self.closing {
-      reason::CLOSED
+    }
+    let value = if self.closing {
+      marker::CLOSED
     } else {
-      reason::ABORTED
+      marker::ABORTED
     };
-    let error = self.make_error(env, code, &op);
-    env.settle(deferred, false, error);
-    env.delete_reference(pin);
     self.free_slot(index);
     self.outstanding -= 1;
+    self.record_delivery(env, index as u32, value);
   }
 
   /// Gives every operation of batch `index` still waiting in the FIFO the result `value`.
@@ -834,6 +814,8 @@ impl Context {
   }
 
   fn finish_close(&mut self, env: Env) {
+    // The operations' Promises settle before the close's.
+    self.deliver_pending(env);
     self.release();
     let undefined = env.undefined();
     for deferred in self.close_waiters.drain(..) {
@@ -853,7 +835,7 @@ impl Context {
   /// Tokens of every operation currently in the backend.
   fn tokens_in_backend(&self) -> Vec<u64> {
     let mut tokens = Vec::new();
-    for slot in self.slots.iter().filter(|slot| !slot.deferred.is_null()) {
+    for slot in self.slots.iter() {
       match &slot.work {
         Work::Single {
           op,
@@ -871,8 +853,11 @@ impl Context {
     tokens
   }
 
-  /// Holds the loop handle and the self-reference exactly while operations are outstanding.
+  /// Hands over recorded results, then holds the loop handle and the references to the
+  /// external and the facade's `deliver` exactly while operations are outstanding. Every
+  /// path from JavaScript into the context, and the loop's callback, ends here.
   fn sync_activity(&mut self, env: Env) {
+    self.deliver_pending(env);
     let busy = self.outstanding > 0;
     if busy == self.active {
       return;
@@ -882,12 +867,14 @@ impl Context {
       watcher.set_referenced(busy);
     }
     let mut count = 0;
-    // SAFETY: `this` is the live reference created in `attach`.
+    // SAFETY: `this` and `deliver` are the live references created in `attach`.
     unsafe {
-      if busy {
-        sys::napi_reference_ref(env.0, self.js.this, &mut count);
-      } else {
-        sys::napi_reference_unref(env.0, self.js.this, &mut count);
+      for reference in [self.js.this, self.js.deliver] {
+        if busy {
+          sys::napi_reference_ref(env.0, reference, &mut count);
+        } else {
+          sys::napi_reference_unref(env.0, reference, &mut count);
+        }
       }
     }
   }
@@ -903,7 +890,8 @@ impl Context {
       unsafe { sys::napi_remove_async_cleanup_hook(self.cleanup_hook) };
     }
     env.delete_reference(self.js.make_error);
-    env.delete_reference(self.js.shrink);
+    env.delete_reference(self.js.deliver);
+    env.delete_reference(self.js.delivery_pin);
     env.delete_reference(self.js.this);
     if !self.js.async_context.is_null() {
       // SAFETY: created in `attach`, destroyed once here.

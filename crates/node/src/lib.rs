@@ -29,7 +29,7 @@ use napi::sys;
 use napi_derive::napi;
 
 #[cfg(unix)]
-use context::{Batch, Context, Fulfil};
+use context::{Batch, Context};
 use js::Env;
 
 /// Tags our externals so a foreign one passed in is refused instead of misread.
@@ -86,10 +86,10 @@ fn internal(env: Env) -> sys::napi_value {
   env.throw_error("caio: a Node-API call failed inside the addon")
 }
 
-// open(backend, capacity, poolSize, sqpoll, makeError, shrink) -> context
+// open(backend, capacity, poolSize, sqpoll, makeError, deliver, completions) -> context
 #[cfg(unix)]
 callback!(open(env, info) {
-  let [name, capacity, pool_size, sqpoll, make_error, shrink] = env.args::<6>(info).map_err(|_| internal(env))?;
+  let [name, capacity, pool_size, sqpoll, make_error, deliver, completions] = env.args::<7>(info).map_err(|_| internal(env))?;
   let name = string_arg(env, name).ok_or_else(|| env.throw_type_error("ERR_INVALID_ARG_TYPE", "backend must be a string"))?;
   let capacity = env.get_u32(capacity).map_err(|_| env.throw_type_error("ERR_INVALID_ARG_TYPE", "capacity must be a number"))?;
   let pool_size = env.get_u32(pool_size).unwrap_or(0);
@@ -109,7 +109,7 @@ callback!(open(env, info) {
   // SAFETY: tagging a fresh external.
   unsafe { sys::napi_type_tag_object(env.0, external, &CONTEXT_TAG) };
   // SAFETY: `ctx` is the boxed context the external owns, at its final address.
-  unsafe { Context::attach(ctx, env, external, make_error, shrink) }.map_err(|reason| env.throw_error(&reason))?;
+  unsafe { Context::attach(ctx, env, external, make_error, deliver, completions) }.map_err(|reason| env.throw_error(&reason))?;
   // SAFETY: as above; the external keeps it alive.
   unsafe { (*ctx).details = details };
   Ok(external)
@@ -134,38 +134,31 @@ unsafe extern "C" fn finalize_context(
   unsafe { Box::from_raw(data.cast::<Context>()).finalize(Env(raw_env)) };
 }
 
-// start(ctx, opcode, fd, offset, view, priority, fulfil) -> Promise
+// start(ctx, opcode, fd, offset, view, priority) -> slot, or -1 when the context is closed
 #[cfg(unix)]
 callback!(start(env, info) {
-  let [ctx, opcode, fd, offset, view, priority, fulfil] = env.args::<7>(info).map_err(|_| internal(env))?;
+  let [ctx, opcode, fd, offset, view, priority] = env.args::<6>(info).map_err(|_| internal(env))?;
   // SAFETY: inside a Node-API callback on the JS thread.
   let ctx = unsafe { context(env, ctx) }.ok_or_else(|| bad_context(env))?;
   let opcode = env.get_u32(opcode).ok().and_then(Opcode::from_u32).ok_or_else(|| env.throw_type_error("ERR_INVALID_ARG_TYPE", "bad opcode"))?;
   let fd = env.get_i32(fd).map_err(|_| env.throw_type_error("ERR_INVALID_ARG_TYPE", "fd must be an integer"))?;
   let priority = env.get_u32(priority).unwrap_or(0).min(u32::from(u16::MAX)) as u16;
-  let fulfil = Fulfil::from_u32(env.get_u32(fulfil).unwrap_or(0));
   let mut op = Operation::sync(opcode, fd, 0);
   op.priority = priority;
-  let mut pin = ptr::null_mut();
   if opcode.uses_buffer() {
     op.offset = env.get_offset(offset).map_err(|_| env.throw_type_error("ERR_INVALID_ARG_TYPE", "offset must be a non-negative safe integer or bigint"))?;
     let (data, length) = env.view_bytes(view).map_err(|_| env.throw_type_error("ERR_INVALID_ARG_TYPE", "buffer must be an ArrayBufferView"))?;
     // One operation moves at most 2^31-1 bytes, as one read(2) call on Linux does.
     op.buf = data;
     op.len = length.min(i32::MAX as usize) as u32;
-    // An operation that resolves with the view needs it back: the slot keeps a reference.
-    // The others are pinned by the facade, which stores the view on the returned Promise
-    // (lib/native.ts) — and the slot's deferred holds that Promise until the operation
-    // settles, after its completion was reaped. A napi reference per operation cost 10 % of
-    // a cached read's CPU at 64 in flight: global handles are roots every scavenge visits.
-    if fulfil == Fulfil::View {
-      pin = view;
-    }
+    // The facade keeps `view` under the returned slot until the operation's result is
+    // delivered, after its completion was reaped (lib/native.ts): no napi reference here.
   }
   if !ctx.has_room() {
     return Err(env.throw_error("caio: too many operations queued on one context"));
   }
-  ctx.start(env, op, fulfil, pin).map_err(|_| internal(env))
+  let slot = ctx.start(env, op).map_or(-1.0, f64::from);
+  env.number(slot).map_err(|_| internal(env))
 });
 
 /// Doubles per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32,
