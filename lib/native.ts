@@ -98,6 +98,8 @@ function loadFailure(error: unknown): string {
 }
 
 const RESOLVED = Promise.resolve()
+/** V8's own Promise, as `napi_create_promise` made before: a replaced global changes nothing. */
+const NativePromise = Promise
 
 /** (slot, result) pairs the addon fills before each call of `deliver`. */
 const DELIVERY_PAIRS = 512
@@ -156,7 +158,14 @@ export class NativeEngine implements Engine {
       this.#resolve[slot] = undefined
       this.#reject[slot] = undefined
       if (result < 0) {
-        reject(errorFromNative(result, kind >> 2, this.#fds[slot]!))
+        // Every Promise of the delivery must settle, whatever building one error does.
+        let error: unknown
+        try {
+          error = errorFromNative(result, kind >> 2, this.#fds[slot]!)
+        } catch (thrown) {
+          error = thrown
+        }
+        reject(error)
       } else if ((kind & 3) === Fulfil.Count) {
         resolve(result)
       } else if ((kind & 3) === Fulfil.View) {
@@ -191,7 +200,7 @@ export class NativeEngine implements Engine {
     this.#views[slot] = view
     this.#kinds[slot] = fulfil | (opcode << 2)
     this.#fds[slot] = fd
-    const promise = new Promise((resolve: Settle, reject: Settle) => {
+    const promise = new NativePromise((resolve: Settle, reject: Settle) => {
       this.#resolve[slot] = resolve
       this.#reject[slot] = reject
     })
