@@ -156,3 +156,20 @@ test('aborting many operations in flight: each one either rejects with AbortErro
     }
   }
 })
+
+test("an AbortError carries the signal's reason as its cause, whether the signal was aborted before the call or while the operation was queued", async (t) => {
+  const file = fileWith(t, 'abcdefgh')
+  const ctx = openContext(t, { maxRequests: 1 })
+  const early = new Error('aborted before the call')
+  const before = await t.throwsAsync(ctx.read(2, file.fd, 0, { signal: aborted(early) }))
+  t.is(field(before, 'cause'), early)
+  const controller = new AbortController()
+  const head = ctx.read(8, file.fd, 0)
+  const queued = ctx.readInto(Buffer.alloc(2), file.fd, 2, { signal: controller.signal })
+  const late = new Error('aborted while queued')
+  controller.abort(late)
+  const error = await t.throwsAsync(queued)
+  t.is(field(error, 'name'), 'AbortError')
+  t.is(field(error, 'cause'), late)
+  t.is((await head).toString(), 'abcdefgh')
+})

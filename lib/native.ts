@@ -3,8 +3,8 @@
  * over one native context. The addon's surface is positional and internal; this file is
  * the only one that touches it.
  */
-import { errorFromNative, setDirectIoProbe } from './errors'
-import { Fulfil, RESULT_CLOSED } from './engine'
+import { AbortError, errorFromNative, setDirectIoProbe } from './errors'
+import { Fulfil, RESULT_ABORTED, RESULT_CLOSED } from './engine'
 import type { BackendName, Engine, EngineOptions, Opcode, PreparedBatch } from './engine'
 import type { Offset } from './validate'
 
@@ -127,6 +127,8 @@ export class NativeEngine implements Engine {
   /** `fulfil | opcode << 2`, by slot. */
   readonly #kinds: number[] = []
   readonly #fds: number[] = []
+  /** The AbortSignal of each operation started with one, for its AbortError's `cause`. */
+  readonly #signals: Array<AbortSignal | undefined> = []
   readonly #completions = new Float64Array(2 * DELIVERY_PAIRS)
 
   /** Opens a context on backend `name`; throws an Error with the reason if it cannot. */
@@ -157,11 +159,13 @@ export class NativeEngine implements Engine {
       this.#views[slot] = undefined
       this.#resolve[slot] = undefined
       this.#reject[slot] = undefined
+      const signal = this.#signals[slot]
+      if (signal !== undefined) this.#signals[slot] = undefined
       if (result < 0) {
         // Every Promise of the delivery must settle, whatever building one error does.
         let error: unknown
         try {
-          error = errorFromNative(result, kind >> 2, this.#fds[slot]!)
+          error = result === RESULT_ABORTED ? new AbortError(undefined, { cause: signal?.reason }) : errorFromNative(result, kind >> 2, this.#fds[slot]!)
         } catch (thrown) {
           error = thrown
         }
@@ -205,7 +209,10 @@ export class NativeEngine implements Engine {
       this.#reject[slot] = reject
     })
     this.#queueFlush()
-    if (signal !== undefined) this.#cancelOnAbort(promise, signal)
+    if (signal !== undefined) {
+      this.#signals[slot] = signal
+      this.#cancelOnAbort(promise, signal)
+    }
     return promise
   }
 
