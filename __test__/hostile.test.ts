@@ -797,6 +797,52 @@ test('typed arrays that lie about their length (a subclass overriding byteLength
   t.log(results.join('\n'))
 })
 
+test('a then getter on Uint8Array.prototype that starts and aborts reads while Promises settle: every Promise settles once, each with its own bytes', async (t) => {
+  // Resolving a Promise with a Buffer looks up its `then`: user code, run while the context
+  // hands results over. 1500 reads settle in one go (more than one hand-over holds), and
+  // the getter starts new reads (a tenth of them aborted) in the middle of it.
+  t.timeout(60_000)
+  const file = fileWith(t, pattern(16 * 3000, 11))
+  const result = await runNode(`
+    const caio = require(${JSON.stringify(INDEX_JS)})
+    const fs = require('node:fs')
+    const ctx = new caio.Context({ maxRequests: 4096 })
+    const fd = fs.openSync(${JSON.stringify(file.path)}, 'r')
+    const content = fs.readFileSync(${JSON.stringify(file.path)})
+    const check = (i) => (bytes) => (bytes.equals(content.subarray(i * 16, i * 16 + 16)) ? 'ok' : 'WRONG BYTES')
+    const inner = []
+    let lookups = 0
+    Object.defineProperty(Uint8Array.prototype, 'then', { configurable: true, get() {
+      lookups++
+      if (lookups <= 800 && lookups % 2 === 0) {
+        const i = 1500 + lookups
+        const controller = new AbortController()
+        inner.push(ctx.read(16, fd, i * 16, { signal: controller.signal }).then(check(i), (e) => e.code))
+        if (lookups % 20 === 0) controller.abort()
+      }
+      return undefined
+    } })
+    const outer = Array.from({ length: 1500 }, (_, i) => ctx.read(16, fd, i * 16).then(check(i), (e) => e.code))
+    const tally = (list) => list.reduce((counts, r) => ({ ...counts, [r]: (counts[r] || 0) + 1 }), {})
+    ;(async () => {
+      const outcomes = await Promise.all(outer)
+      for (let seen = -1; seen !== inner.length; ) {
+        seen = inner.length
+        await Promise.all(inner)
+      }
+      delete Uint8Array.prototype.then
+      console.log(JSON.stringify({ outer: tally(outcomes), inner: tally(await Promise.all(inner)) }))
+      await ctx.close()
+    })()
+  `)
+  t.is(result.code, 0, describeChild(result))
+  const counts = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as { outer?: Record<string, number>; inner?: Record<string, number> }
+  t.deepEqual(counts.outer, { ok: 1500 }, result.stdout)
+  const inner = counts.inner ?? {}
+  t.deepEqual(Object.keys(inner).filter((k) => k !== 'ok' && k !== 'ABORT_ERR'), [], result.stdout)
+  t.is((inner.ok ?? 0) + (inner.ABORT_ERR ?? 0), 400, result.stdout)
+})
+
 // ---- Descriptors of every kind
 
 test('a descriptor closed by the time the operation runs, and one closed and reused by another file meanwhile: EBADF or the bytes of whichever file the number names, never a crash', async (t) => {

@@ -198,6 +198,10 @@ pub struct Context {
   delivery: *mut f64,
   delivery_capacity: usize,
   delivered: usize,
+  /// Results recorded while the list was full and a delivery under way.
+  undelivered: VecDeque<(u32, f64)>,
+  /// Whether `deliver_pending` is handing results over (further up the stack).
+  delivering: bool,
   cleanup_hook: sys::napi_async_cleanup_hook_handle,
   /// What the backend turned out to be, for `details()`.
   pub details: crate::backends::Details,
@@ -255,6 +259,8 @@ impl Context {
       delivery: ptr::null_mut(),
       delivery_capacity: 0,
       delivered: 0,
+      undelivered: VecDeque::new(),
+      delivering: false,
       cleanup_hook: ptr::null_mut(),
       details: Default::default(),
     }
@@ -611,7 +617,7 @@ impl Context {
         } else {
           completion.result as f64
         };
-        self.free_slot(parts.index);
+        self.retire_slot(parts.index);
         self.outstanding -= 1;
         self.promises_settled += 1;
         self.record_delivery(env, parts.index as u32, value);
@@ -653,11 +659,22 @@ impl Context {
 
   /// Queues a single operation's result for the facade: a byte count, a negative errno, or
   /// a [`marker`]. The list is handed over when it is full and whenever control is about to
-  /// return to JavaScript (`sync_activity`), so no slot is reused before the facade saw it.
+  /// return to JavaScript (`sync_activity`).
   fn record_delivery(&mut self, env: Env, index: u32, value: f64) {
     if self.delivered == self.delivery_capacity {
       self.deliver_pending(env);
+      if self.delivered == self.delivery_capacity {
+        // Still full: a delivery is under way further up the stack, and hands this over
+        // once it has room.
+        self.undelivered.push_back((index, value));
+        return;
+      }
     }
+    self.write_delivery(index, value);
+  }
+
+  fn write_delivery(&mut self, index: u32, value: f64) {
+    debug_assert!(self.delivered < self.delivery_capacity);
     // SAFETY: `delivery` spans `delivery_capacity` pairs (checked in `attach`) of a
     // Float64Array that `delivery_pin` keeps alive for the context's life, and `delivered` is
     // below that; only the JS thread touches it.
@@ -669,27 +686,62 @@ impl Context {
     self.delivered += 1;
   }
 
-  /// Hands the recorded results to the facade, which settles their Promises (resolving or
-  /// rejecting only: no user code runs before it returns) and lets go of their buffers.
+  /// Hands the recorded results to the facade, which settles their Promises and lets go of
+  /// their buffers; only then are their slots free for new operations.
+  ///
+  /// Settling a Promise runs no user code — except a `then` getter that someone put on
+  /// `Uint8Array.prototype` (resolving with a Buffer looks it up), which may start, cancel
+  /// or close operations of this very context while the facade is still reading the list.
+  /// So results recorded meanwhile go after the pairs being read (or wait in
+  /// `undelivered`), a nested call hands nothing over, and a slot is reused only after its
+  /// own result was handed over: a new operation never receives an old one's result.
   fn deliver_pending(&mut self, env: Env) {
-    let count = std::mem::take(&mut self.delivered);
-    if count == 0 {
+    if self.delivering {
       return;
     }
-    let deliver = env.reference_value(self.js.deliver);
-    if deliver.is_null() {
-      return; // the facade is gone: nobody waits for these Promises
+    self.delivering = true;
+    while self.delivered > 0 {
+      let count = self.delivered;
+      let deliver = env.reference_value(self.js.deliver);
+      // A null `deliver`: the facade is gone, and nobody waits for these Promises.
+      if !deliver.is_null() {
+        let argument = env.number(count as f64).unwrap_or_else(|_| env.undefined());
+        call_or_clear(env, deliver, &[argument]);
+      }
+      // SAFETY: as in `write_delivery`; `count <= delivered <= delivery_capacity`, so both
+      // ranges lie inside the list, and `ptr::copy` allows them to overlap.
+      unsafe {
+        for pair in 0..count {
+          self.free.push(*self.delivery.add(2 * pair) as u32);
+        }
+        ptr::copy(
+          self.delivery.add(2 * count),
+          self.delivery,
+          2 * (self.delivered - count),
+        );
+      }
+      self.delivered -= count;
+      while self.delivered < self.delivery_capacity {
+        let Some((index, value)) = self.undelivered.pop_front() else {
+          break;
+        };
+        self.write_delivery(index, value);
+      }
     }
-    let count = env.number(count as f64).unwrap_or_else(|_| env.undefined());
-    call_or_clear(env, deliver, &[count]);
+    self.delivering = false;
   }
 
-  fn free_slot(&mut self, index: usize) {
+  /// Ends a slot's operation; the slot is free for reuse once its result was delivered.
+  fn retire_slot(&mut self, index: usize) {
     let slot = &mut self.slots[index];
     slot.deferred = ptr::null_mut();
     slot.pin = ptr::null_mut();
     slot.work = Work::Free;
     slot.generation = (slot.generation + 1) % GENERATION_LIMIT;
+  }
+
+  fn free_slot(&mut self, index: usize) {
+    self.retire_slot(index);
     self.free.push(index as u32);
   }
 
@@ -767,7 +819,7 @@ impl Context {
     } else {
       marker::ABORTED
     };
-    self.free_slot(index);
+    self.retire_slot(index);
     self.outstanding -= 1;
     self.record_delivery(env, index as u32, value);
   }
