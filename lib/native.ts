@@ -24,7 +24,9 @@ interface Binding {
   /**
    * Starts one operation and returns its slot, or -1 when the context is closed. The addon
    * keeps no reference to `view`: the caller must keep it until the slot's result is
-   * delivered — {@link NativeEngine.start} does.
+   * delivered — {@link NativeEngine.start} does. The result is never delivered within this
+   * call (completions are only reaped by `flush` and the loop's callback), so the caller
+   * can register the slot's resolvers once it returns.
    */
   start(ctx: NativeContext, opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number): number
   submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): Promise<void>
