@@ -110,10 +110,11 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
 /**
  * The error of one native operation: `code` is a negative errno, or
  * {@link RESULT_ABORTED} / {@link RESULT_CLOSED}; `opcode` indexes {@link SYSCALLS}; `fd`
- * is the operation's descriptor. The addon calls it too (for a batch on a closed context).
+ * is the operation's descriptor; an AbortError's `cause` is `signal`'s reason. The addon
+ * calls it too (for a batch on a closed context).
  */
-export function errorFromNative(code: number, opcode: number, fd: number): Error {
-  if (code === RESULT_ABORTED) return new AbortError()
+export function errorFromNative(code: number, opcode: number, fd: number, signal?: AbortSignal): Error {
+  if (code === RESULT_ABORTED) return new AbortError(undefined, { cause: signal?.reason })
   if (code === RESULT_CLOSED) return closedError()
   return systemError(code, SYSCALLS[opcode] ?? 'read', fd)
 }

@@ -3,8 +3,8 @@
  * over one native context. The addon's surface is positional and internal; this file is
  * the only one that touches it.
  */
-import { AbortError, errorFromNative, setDirectIoProbe } from './errors'
-import { Fulfil, RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import { errorFromNative, setDirectIoProbe } from './errors'
+import { Fulfil, RESULT_CLOSED } from './engine'
 import type { BackendName, Engine, EngineOptions, Opcode, PreparedBatch } from './engine'
 import type { Offset } from './validate'
 
@@ -167,7 +167,7 @@ export class NativeEngine implements Engine {
         // Every Promise of the delivery must settle, whatever building one error does.
         let error: unknown
         try {
-          error = result === RESULT_ABORTED ? new AbortError(undefined, { cause: signal?.reason }) : errorFromNative(result, kind >> 2, this.#fds[slot]!)
+          error = errorFromNative(result, kind >> 2, this.#fds[slot]!, signal)
         } catch (thrown) {
           error = thrown
         }

@@ -93,6 +93,10 @@ pub struct Batch {
   results: *mut f64,
   results_pin: sys::napi_ref,
   remaining: usize,
+  /// The batch's Promise resolver, set when it starts.
+  deferred: sys::napi_deferred,
+  /// The pin on the facade's array of the batch's views, set when it starts.
+  views_pin: sys::napi_ref,
 }
 
 impl Batch {
@@ -106,6 +110,8 @@ impl Batch {
       results,
       results_pin,
       remaining: count,
+      deferred: ptr::null_mut(),
+      views_pin: ptr::null_mut(),
     }
   }
 
@@ -135,10 +141,6 @@ enum Work {
 
 struct Slot {
   generation: u32,
-  /// A batch's Promise resolver; null for single operations, whose Promise the facade keeps.
-  deferred: sys::napi_deferred,
-  /// A batch's pin on its views array; null for single operations (see the module docs).
-  pin: sys::napi_ref,
   abort_requested: bool,
   work: Work,
 }
@@ -383,7 +385,8 @@ impl Context {
       env.delete_reference(batch.results_pin);
       return Ok(promise);
     }
-    let pin = env.reference(pin, 1)?;
+    batch.views_pin = env.reference(pin, 1)?;
+    batch.deferred = deferred;
     let index = self.allocate_slot();
     let generation = self.slots[index as usize].generation;
     for (position, op) in batch.ops.iter_mut().enumerate() {
@@ -397,8 +400,6 @@ impl Context {
     }
     self.outstanding += batch.ops.len();
     let slot = &mut self.slots[index as usize];
-    slot.deferred = deferred;
-    slot.pin = pin;
     slot.abort_requested = false;
     slot.work = Work::Batch(Box::new(batch));
     self.last_token = single_token(index, generation);
@@ -424,8 +425,6 @@ impl Context {
     let index = self.slots.len() as u32;
     self.slots.push(Slot {
       generation: 0,
-      deferred: ptr::null_mut(),
-      pin: ptr::null_mut(),
       abort_requested: false,
       work: Work::Free,
     });
@@ -473,7 +472,7 @@ impl Context {
           return false;
         }
         for position in chain {
-          // SAFETY: the buffer rule: the slot's `pin` holds every view of the batch, and is
+          // SAFETY: the buffer rule: the batch's `views_pin` holds every view of the batch, and is
           // released only when the batch's last completion has been reaped. There is room
           // for the whole chain, so no push in it fails.
           if unsafe { backend.push(batch.ops[position]) }.is_err() {
@@ -607,16 +606,13 @@ impl Context {
     if matches!(slot.work, Work::Free) || parts.generation != generation {
       return;
     }
-    let aborted = slot.abort_requested && completion.result == -i64::from(libc::ECANCELED);
+    let value = if slot.abort_requested && completion.result == -i64::from(libc::ECANCELED) {
+      marker::ABORTED
+    } else {
+      completion.result as f64
+    };
     match (&mut slot.work, parts.batch_op) {
       (Work::Single { .. }, None) => {
-        let value = if completion.result >= 0 {
-          completion.result as f64
-        } else if aborted {
-          marker::ABORTED
-        } else {
-          completion.result as f64
-        };
         self.retire_slot(parts.index);
         self.outstanding -= 1;
         self.promises_settled += 1;
@@ -625,14 +621,7 @@ impl Context {
       (Work::Batch(batch), Some(position))
         if batch.state.get(position) == Some(&OpState::InBackend) =>
       {
-        batch.record(
-          position,
-          if aborted {
-            marker::ABORTED
-          } else {
-            completion.result as f64
-          },
-        );
+        batch.record(position, value);
         self.outstanding -= 1;
         self.finish_batch_if_done(env, parts.index);
       }
@@ -649,11 +638,10 @@ impl Context {
     if batch.remaining > 0 {
       return;
     }
-    let (deferred, pin, results_pin) = (slot.deferred, slot.pin, batch.results_pin);
-    env.settle(deferred, true, env.undefined());
+    env.settle(batch.deferred, true, env.undefined());
     self.promises_settled += 1;
-    env.delete_reference(pin);
-    env.delete_reference(results_pin);
+    env.delete_reference(batch.views_pin);
+    env.delete_reference(batch.results_pin);
     self.free_slot(index);
   }
 
@@ -734,8 +722,6 @@ impl Context {
   /// Ends a slot's operation; the slot is free for reuse once its result was delivered.
   fn retire_slot(&mut self, index: usize) {
     let slot = &mut self.slots[index];
-    slot.deferred = ptr::null_mut();
-    slot.pin = ptr::null_mut();
     slot.work = Work::Free;
     slot.generation = (slot.generation + 1) % GENERATION_LIMIT;
   }
