@@ -21,7 +21,10 @@ pub mod cached;
 pub mod errno;
 #[cfg(unix)]
 mod notifier;
-pub mod spin;
+#[cfg(unix)]
+pub mod sys;
+#[cfg(all(unix, feature = "testing"))]
+pub mod testing;
 
 #[cfg(unix)]
 use std::io;
@@ -30,8 +33,6 @@ use std::os::fd::RawFd;
 #[cfg(not(unix))]
 /// A file descriptor number, as the C runtime knows it.
 pub type RawFd = i32;
-#[cfg(unix)]
-use std::time::Duration;
 
 #[cfg(unix)]
 pub use notifier::Notifier;
@@ -78,6 +79,22 @@ impl Opcode {
   }
 }
 
+/// Which thread a read of a batch should be done on, when a backend can do it on more than
+/// one. The scheduler marks every second unlinked read of a batch [`Share::Here`] and the
+/// others [`Share::Elsewhere`], so that a backend with a second thread at hand (an SQPOLL
+/// kernel thread, a pool worker) can keep both cores copying while the batch's submitter,
+/// which waits for all of it, has nothing else to do. A hint: it never changes a result.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Share {
+  /// Not part of a batch, or not a read that may move: do it as the backend always does.
+  #[default]
+  Alone,
+  /// This one on the submitting thread, if the page cache has its bytes.
+  Here,
+  /// This one on the other thread.
+  Elsewhere,
+}
+
 /// One I/O request. Plain data: copying it copies the pointer, never the bytes.
 ///
 /// See the crate docs for the buffer rule that `buf` lives under.
@@ -99,12 +116,11 @@ pub struct Operation {
   /// notion of priority ignore it.
   pub priority: u16,
   /// When set, the next operation pushed starts only after this one succeeded; if this
-  /// one fails, the rest of the chain completes with `-ECANCELED`.
+  /// one fails, the rest of the chain completes with `-ECANCELED`. Only backends that
+  /// declare [`Traits::links`] are ever pushed a linked operation.
   pub link: bool,
-  /// Part of a batch, whose submitter waits for all of it (one Promise for many) and has
-  /// nothing else to do meanwhile: a backend that hands work to another thread may do a
-  /// share of such operations on the submitting thread instead. A hint; changes no result.
-  pub in_batch: bool,
+  /// Where a batch read may best be done (see [`Share`]).
+  pub share: Share,
 }
 
 impl Operation {
@@ -119,7 +135,7 @@ impl Operation {
       token,
       priority: 0,
       link: false,
-      in_batch: false,
+      share: Share::Alone,
     }
   }
 }
@@ -137,67 +153,81 @@ pub struct Completion {
   pub result: i64,
 }
 
+/// Where a backend keeps an operation it was pushed (its slot index, for most), so that a
+/// cancel finds it without a search.
+pub type Place = u32;
+
 /// An operation could not be taken because the backend is at capacity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
+/// What a backend is, declared once when it is made. The scheduler decides from it how to
+/// feed the backend; the backend is never told how to tune itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Traits {
+  /// The most operations that may be pushed and not yet reaped.
+  pub capacity: usize,
+  /// The backend runs linked chains itself (io_uring's `IOSQE_IO_LINK`, a pool worker
+  /// running a chain in order). Without it the scheduler pushes a chain's operations one
+  /// at a time, each after the one before succeeded.
+  pub links: bool,
+  /// A submit costs about one system call and wakes no thread, so that submitting a few
+  /// operations at a time as they start costs little more than one submit per tick.
+  pub cheap_submit: bool,
+}
+
+/// What a [`Backend::submit`] tells the scheduler about the completions to come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Submitted {
+  /// Another thread (an SQPOLL kernel thread, a pool worker given cached reads) is about
+  /// to post completions of this submit within microseconds: waiting a moment for them
+  /// (polling [`Backend::ready`]) is cheaper than being woken by the event loop.
+  pub completions_soon: bool,
+}
+
 #[cfg(unix)]
-/// The contract between the Node adapter and one way of doing I/O.
+/// The contract between the scheduler and one way of doing I/O.
 ///
 /// Every operation pushed produces exactly one [`Completion`], eventually, even when it
 /// was cancelled or refused; per-operation failures arrive as completions with a negative
-/// errno, never as an `Err` from these methods.
+/// errno, never as an `Err` from these methods. Nothing here may block on a device.
 pub trait Backend {
-  /// The most operations that may be pushed and not yet reaped.
-  fn capacity(&self) -> usize;
+  /// What this backend is.
+  fn traits(&self) -> Traits;
 
-  /// Queues one operation for the next [`Backend::submit`]. A chain of linked operations
-  /// must be pushed without other pushes in between and only when there is room for all
-  /// of it. Returns [`Full`] when `capacity` operations are already outstanding.
+  /// Queues one operation for the next [`Backend::submit`] and returns where the backend
+  /// keeps it (a [`Place`], for [`Backend::cancel`]). A linked chain (only for backends
+  /// that declare [`Traits::links`]) is pushed without other pushes in between and only
+  /// when there is room for all of it. Returns [`Full`] when `capacity` operations are
+  /// already outstanding.
   ///
   /// # Safety
   /// The caller upholds the buffer rule (crate docs) for `op.buf`/`op.len`.
-  unsafe fn push(&mut self, op: Operation) -> Result<(), Full>;
+  unsafe fn push(&mut self, op: Operation) -> Result<Place, Full>;
 
-  /// Hands everything pushed since the last call to the kernel or the pool.
-  fn submit(&mut self) -> io::Result<()>;
+  /// Hands everything pushed since the last call to the kernel or the pool. With
+  /// `reap_follows`, the caller reaps right after and the notifier need not be signalled
+  /// for completions until [`Backend::signal_completions`] turns signalling back on.
+  fn submit(&mut self, reap_follows: bool) -> io::Result<Submitted>;
 
   /// Appends every completion that is ready to `out`. Never blocks.
   fn reap(&mut self, out: &mut Vec<Completion>);
 
-  /// Asks for an outstanding operation to be cancelled. Its completion still arrives:
-  /// `-ECANCELED` if the cancellation worked, its real result otherwise.
-  fn cancel(&mut self, token: u64);
+  /// Whether a [`Backend::reap`] would find completions now: a few loads, no system call.
+  fn ready(&self) -> bool;
+
+  /// Asks for the outstanding operation `token`, which `push` put at `place`, to be
+  /// cancelled. Its completion still arrives: `-ECANCELED` if the cancellation worked, its
+  /// real result otherwise. A token that is no longer at `place` (already reaped) is
+  /// ignored: the backend checks, so a late cancel can never hit another operation.
+  fn cancel(&mut self, token: u64, place: Place);
+
+  /// Ends a `reap_follows` submit's quiet: completions signal the notifier again, and if
+  /// any are waiting unreaped it is signalled now, so that none is ever missed.
+  fn signal_completions(&mut self);
 
   /// The notifier that becomes readable whenever completions are ready.
   fn notifier(&self) -> &Notifier;
-
-  /// Tells the backend that the caller is about to reap right after submitting, so the
-  /// notifier need not be signalled for completions that arrive meanwhile (signalling is not
-  /// free: it wakes the event loop's poller). Turning quiet off signals the notifier if
-  /// completions are already waiting, so that none is ever missed. By default, nothing.
-  fn set_quiet(&mut self, quiet: bool) {
-    let _ = quiet;
-  }
-
-  /// Whether a submit costs about one system call and wakes no thread, so that submitting a
-  /// few operations at a time as they are pushed costs little more than one submit for all.
-  /// By default, no.
-  fn submits_cheaply(&self) -> bool {
-    false
-  }
-
-  /// Waits a few microseconds for a completion of what was submitted, where completions are
-  /// made by another thread that usually finishes that soon (an SQPOLL kernel thread), so
-  /// that the caller can reap them inline instead of through a wake-up of its event loop.
-  /// Returns whether a completion is ready. By default, no wait and false.
-  fn await_inline(&mut self) -> bool {
-    false
-  }
-
-  /// Blocks until a completion may be ready or `timeout` passed. For shutdown and tests;
-  /// the event loop never calls it.
-  fn wait(&mut self, timeout: Duration);
 }
 
 /// Whether `result` of a completion is an error, and which.
@@ -209,17 +239,11 @@ pub fn result_errno(result: i64) -> Option<i32> {
   }
 }
 
-/// Whether `fd` was opened with `O_DIRECT`, so that an `EINVAL` from a read or write on it
-/// most likely means a misaligned buffer, offset or length.
-#[cfg(target_os = "linux")]
-pub fn opened_with_direct_io(fd: RawFd) -> bool {
-  // SAFETY: F_GETFL takes no pointer; a bad fd just fails.
-  let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-  flags >= 0 && flags & libc::O_DIRECT != 0
-}
+#[cfg(unix)]
+pub use sys::opened_with_direct_io;
 
 /// Whether `fd` was opened with `O_DIRECT` (never, where there is no such flag).
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(unix))]
 pub fn opened_with_direct_io(_fd: RawFd) -> bool {
   false
 }

@@ -1,0 +1,153 @@
+//! The system-call helpers every backend shares: the blocking call of one operation (with
+//! its `EINTR` retry), waiting for a notifier, the kernel's version, and descriptor flags.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use crate::{Opcode, Operation};
+
+/// The calling thread's `errno` after a failed call, as a negative completion result.
+pub fn last_error() -> i64 {
+  -i64::from(
+    io::Error::last_os_error()
+      .raw_os_error()
+      .unwrap_or(libc::EIO),
+  )
+}
+
+/// Calls `call` until it is not interrupted by a signal: its non-negative result, or the
+/// negated `errno` of its failure.
+pub fn retry_eintr(mut call: impl FnMut() -> i64) -> i64 {
+  loop {
+    let rc = call();
+    if rc >= 0 {
+      return rc;
+    }
+    let error = last_error();
+    if error != -i64::from(libc::EINTR) {
+      return error;
+    }
+  }
+}
+
+/// Runs `op` with the blocking system call (`pread`, `pwrite`, `fsync`, `fdatasync`),
+/// retrying `EINTR`: the bytes moved, or a negative errno.
+///
+/// # Safety
+/// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
+/// rule, crate docs).
+pub unsafe fn perform_blocking(op: &Operation) -> i64 {
+  let offset = op.offset.min(i64::MAX as u64) as libc::off_t;
+  retry_eintr(|| {
+    // SAFETY: the caller guarantees `op.buf` spans `op.len` valid, exclusive bytes.
+    unsafe {
+      match op.opcode {
+        Opcode::Read => libc::pread(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
+        Opcode::Write => libc::pwrite(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
+        Opcode::Fsync => libc::fsync(op.fd) as i64,
+        Opcode::Fdatasync => fdatasync(op.fd) as i64,
+      }
+    }
+  })
+}
+
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
+  // SAFETY: takes no pointers.
+  unsafe { libc::fdatasync(fd) }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
+  // macOS has no fdatasync; fsync is the stronger promise.
+  // SAFETY: takes no pointers.
+  unsafe { libc::fsync(fd) }
+}
+
+/// Blocks until `fd` is readable or `timeout` passed (a signal ends the wait early). For
+/// shutdown and tests; the event loop never waits here.
+pub fn wait_readable(fd: RawFd, timeout: Duration) {
+  let mut pfd = libc::pollfd {
+    fd,
+    events: libc::POLLIN,
+    revents: 0,
+  };
+  let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
+  // SAFETY: one valid pollfd; a bad descriptor just fails.
+  unsafe { libc::poll(&mut pfd, 1, millis) };
+}
+
+/// The running kernel's major and minor version, from `uname(2)`.
+pub fn kernel_version() -> Option<(u32, u32)> {
+  // SAFETY: utsname is plain bytes; all zeroes is a valid value.
+  let mut name: libc::utsname = unsafe { std::mem::zeroed() };
+  // SAFETY: uname fills the struct we own and nothing else.
+  if unsafe { libc::uname(&mut name) } != 0 {
+    return None;
+  }
+  // SAFETY: uname NUL-terminates `release`, which lives as long as `name`.
+  let release = unsafe { CStr::from_ptr(name.release.as_ptr()) };
+  parse_release(&release.to_string_lossy())
+}
+
+/// `"6.18.44-fc-v657"` → `(6, 18)`.
+pub fn parse_release(release: &str) -> Option<(u32, u32)> {
+  let mut parts = release.split(|c: char| !c.is_ascii_digit());
+  let major = parts.next()?.parse().ok()?;
+  let minor = parts.next()?.parse().ok()?;
+  Some((major, minor))
+}
+
+/// Whether `fd` was opened with `O_DIRECT`, so that an `EINVAL` from a read or write on it
+/// most likely means a misaligned buffer, offset or length.
+#[cfg(target_os = "linux")]
+pub fn opened_with_direct_io(fd: RawFd) -> bool {
+  // SAFETY: F_GETFL takes no pointer; a bad fd just fails.
+  let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+  flags >= 0 && flags & libc::O_DIRECT != 0
+}
+
+/// Whether `fd` was opened with `O_DIRECT` (never, where there is no such flag).
+#[cfg(not(target_os = "linux"))]
+pub fn opened_with_direct_io(_fd: RawFd) -> bool {
+  false
+}
+
+/// Whether `fd` is in non-blocking mode, so that `EAGAIN` is its answer rather than a
+/// reason to try again.
+pub fn is_nonblocking(fd: RawFd) -> bool {
+  // SAFETY: F_GETFL takes no pointer; a bad fd just fails.
+  let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+  flags >= 0 && flags & libc::O_NONBLOCK != 0
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn parses_kernel_releases() {
+    assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
+    assert_eq!(parse_release("4.18.0-553.el8_10.x86_64"), Some((4, 18)));
+    assert_eq!(parse_release("5.10"), Some((5, 10)));
+    assert_eq!(parse_release("garbage"), None);
+    assert!(kernel_version().is_some());
+  }
+
+  #[test]
+  fn blocking_calls_report_errno() {
+    let mut byte = [0u8; 1];
+    let op = Operation {
+      buf: byte.as_mut_ptr(),
+      len: 1,
+      ..Operation::sync(Opcode::Read, -1, 0)
+    };
+    // SAFETY: `byte` outlives the call.
+    assert_eq!(unsafe { perform_blocking(&op) }, -i64::from(libc::EBADF));
+    let fsync = Operation::sync(Opcode::Fsync, -1, 0);
+    // SAFETY: a sync touches no buffer.
+    assert_eq!(unsafe { perform_blocking(&fsync) }, -i64::from(libc::EBADF));
+  }
+}
