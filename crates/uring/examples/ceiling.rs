@@ -1,7 +1,7 @@
 //! What the kernel alone can do with 4 KiB random reads from the page cache, on one thread
 //! and without JavaScript: a `pread(2)` loop, and this crate's ring fed 64 reads per submit
-//! with two such batches in it (default ring and SQPOLL). These are the ceilings the benchmark's cached-read rows live
-//! under; `docs/ARCHITECTURE.md` quotes a run.
+//! with two such batches in it (default ring and SQPOLL). These are the ceilings the
+//! benchmark's cached-read rows live under; `docs/ARCHITECTURE.md` quotes a run.
 //!
 //! ```sh
 //! cargo run --release -p caio-uring --example ceiling [-- <file> [<seconds>]]
@@ -17,7 +17,7 @@ mod linux {
   use std::path::PathBuf;
   use std::time::{Duration, Instant};
 
-  use caio_core::{Backend, Completion, Opcode, Operation};
+  use caio_core::{Backend, Completion, Opcode, Operation, Share};
   use caio_uring::{UringBackend, UringOptions};
 
   const BLOCK: usize = 4096;
@@ -86,13 +86,13 @@ mod linux {
             token: slot as u64,
             priority: 0,
             link: false,
-            in_batch: false,
+            share: Share::Alone,
           };
           // SAFETY: the buffer rule: each chunk belongs to one operation at a time, and goes
           // back on the free list only once that operation's completion was reaped.
           unsafe { ring.push(op) }.map_err(|_| io::Error::other("ring full"))?;
         }
-        ring.submit()?;
+        ring.submit(false)?;
       }
       completions.clear();
       ring.reap(&mut completions);
@@ -102,7 +102,9 @@ mod linux {
           // wake-up to its rate, which is what this measures.
           std::hint::spin_loop();
         } else {
-          ring.wait(Duration::from_millis(10));
+          // The eventfd is signalled for every completion the kernel posts.
+          caio_core::sys::wait_readable(ring.notifier().fd(), Duration::from_millis(10));
+          ring.notifier().clear();
         }
       }
       for completion in &completions {

@@ -1,8 +1,7 @@
 //! Whether io_uring can really be used on this machine, and if not, the reason in words a
 //! user can act on.
 
-use std::ffi::CStr;
-
+use caio_core::sys::kernel_version;
 use io_uring::{opcode, IoUring, Probe};
 
 /// The reason given when `io_uring_setup` does not exist for this process.
@@ -91,27 +90,6 @@ fn sysctl_io_uring_disabled() -> Option<u32> {
     .ok()
 }
 
-/// The running kernel's major and minor version, from `uname(2)`.
-pub(crate) fn kernel_version() -> Option<(u32, u32)> {
-  // SAFETY: utsname is plain bytes; all zeroes is a valid value.
-  let mut name: libc::utsname = unsafe { std::mem::zeroed() };
-  // SAFETY: uname fills the struct we own and nothing else.
-  if unsafe { libc::uname(&mut name) } != 0 {
-    return None;
-  }
-  // SAFETY: uname NUL-terminates `release`, which lives as long as `name`.
-  let release = unsafe { CStr::from_ptr(name.release.as_ptr()) };
-  parse_release(&release.to_string_lossy())
-}
-
-/// `"6.18.44-fc-v657"` → `(6, 18)`.
-fn parse_release(release: &str) -> Option<(u32, u32)> {
-  let mut parts = release.split(|c: char| !c.is_ascii_digit());
-  let major = parts.next()?.parse().ok()?;
-  let minor = parts.next()?.parse().ok()?;
-  Some((major, minor))
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -119,15 +97,6 @@ mod tests {
   #[test]
   fn io_uring_works_here() {
     assert_eq!(probe(), Ok(()));
-  }
-
-  #[test]
-  fn parses_kernel_releases() {
-    assert_eq!(parse_release("6.18.44-fc-v657"), Some((6, 18)));
-    assert_eq!(parse_release("5.4.0-150-generic"), Some((5, 4)));
-    assert_eq!(parse_release("5.10"), Some((5, 10)));
-    assert_eq!(parse_release("garbage"), None);
-    assert!(kernel_version().is_some());
   }
 
   #[test]

@@ -1,7 +1,14 @@
 use super::*;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
+
+use caio_core::cached::READS_IF_CACHED;
+use caio_core::testing::{assert_nothing_completes, done, op, pipe, run_until_done, temp_file};
+use caio_core::{Opcode, Share};
+
+use crate::ring::SQPOLL_IDLE_MS;
+use crate::table::INDEX_MASK;
 
 const EBADF: i64 = -(libc::EBADF as i64);
 const ECANCELED: i64 = -(libc::ECANCELED as i64);
@@ -11,82 +18,42 @@ fn backend(capacity: usize) -> UringBackend {
   UringBackend::new(capacity, UringOptions::default()).unwrap()
 }
 
-/// Waits, reaps, and returns once `count` completions arrived, sorted by token.
-fn run_until_done(backend: &mut UringBackend, count: usize) -> Vec<Completion> {
-  let mut out = Vec::new();
+/// Waits (10 s at most) until a reap would find something, without reaping.
+fn wait_until_ready(backend: &UringBackend) {
   let deadline = Instant::now() + Duration::from_secs(10);
-  while out.len() < count {
-    assert!(
-      Instant::now() < deadline,
-      "timed out waiting for completions"
-    );
-    backend.wait(Duration::from_millis(50));
-    backend.notifier().clear();
-    backend.reap(&mut out);
-  }
-  assert_eq!(out.len(), count, "more completions than operations");
-  out.sort_by_key(|c| c.token);
-  out
-}
-
-/// Reaps for a while and asserts nothing completes.
-fn assert_nothing_completes(backend: &mut UringBackend) {
-  let mut out = Vec::new();
-  for _ in 0..5 {
-    backend.wait(Duration::from_millis(10));
-    backend.reap(&mut out);
-  }
-  assert_eq!(out, []);
-}
-
-fn op(opcode: Opcode, fd: RawFd, offset: u64, buf: &mut [u8], token: u64) -> Operation {
-  Operation {
-    opcode,
-    fd,
-    offset,
-    buf: buf.as_mut_ptr(),
-    len: buf.len() as u32,
-    token,
-    priority: 0,
-    link: false,
-    in_batch: false,
+  while !backend.ready() {
+    assert!(Instant::now() < deadline, "nothing became ready");
+    std::thread::sleep(Duration::from_millis(1));
   }
 }
 
-fn temp_file(contents: &[u8]) -> File {
-  let mut file = tempfile::tempfile().unwrap();
-  file.write_all(contents).unwrap();
-  file
-}
-
-/// (read end, write end), both blocking.
-fn pipe() -> (File, File) {
-  let mut fds = [0 as libc::c_int; 2];
-  // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-  assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-  // SAFETY: both descriptors were just created and are owned by nobody else.
-  unsafe {
-    (
-      File::from(OwnedFd::from_raw_fd(fds[0])),
-      File::from(OwnedFd::from_raw_fd(fds[1])),
-    )
+/// Waits up to `timeout` for the notifier unless a reap would find something already, then
+/// reaps into `out`.
+fn wait_and_reap(backend: &mut UringBackend, out: &mut Vec<Completion>, timeout: Duration) {
+  if !backend.ready() {
+    caio_core::sys::wait_readable(backend.notifier().fd(), timeout);
   }
-}
-
-fn done(token: u64, result: i64) -> Completion {
-  Completion { token, result }
+  backend.notifier().clear();
+  backend.reap(out);
 }
 
 #[test]
 fn sizes_the_rings_from_the_capacity() {
   let small = backend(3);
-  assert_eq!(small.capacity(), 3);
+  assert_eq!(
+    small.traits(),
+    Traits {
+      capacity: 3,
+      links: true,
+      cheap_submit: true
+    }
+  );
   assert_eq!(small.sq_entries, 8);
   assert!(small.ring.params().cq_entries() >= 16);
   let odd = backend(100);
   assert_eq!(odd.sq_entries, 128);
   assert!(odd.ring.params().cq_entries() >= 256);
-  assert_eq!(backend(0).capacity(), 1);
+  assert_eq!(backend(0).traits().capacity, 1);
   assert!(!small.sqpoll_active());
 }
 
@@ -107,14 +74,14 @@ fn reads_writes_and_syncs() {
       .push(Operation::sync(Opcode::Fdatasync, fd, 3))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(
     run_until_done(&mut backend, 3),
     [done(1, 5), done(2, 0), done(3, 0)]
   );
   // SAFETY: as above.
   unsafe { backend.push(op(Opcode::Read, fd, 0, &mut head, 4)).unwrap() };
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(run_until_done(&mut backend, 1), [done(4, 11)]);
   assert_eq!(&head, b"HELLO world");
 }
@@ -135,7 +102,7 @@ fn large_offsets_and_priorities() {
     write.priority = best_effort;
     backend.push(write).unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(run_until_done(&mut backend, 1), [done(1, 1)]);
   // SAFETY: as above.
   unsafe {
@@ -147,7 +114,7 @@ fn large_offsets_and_priorities() {
       .push(op(Opcode::Read, fd, u64::MAX, &mut [0u8; 1], 3))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(
     run_until_done(&mut backend, 2),
     [done(2, 1), done(3, EINVAL)]
@@ -172,7 +139,7 @@ fn a_refused_entry_does_not_hold_back_the_ones_after_it() {
     backend.push(bad).unwrap();
     backend.push(op(Opcode::Read, fd, 0, c, 3)).unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(
     run_until_done(&mut backend, 3),
     [done(1, 3), done(2, EINVAL), done(3, 3)]
@@ -194,7 +161,7 @@ fn short_read_at_end_of_file_and_empty_past_it() {
       .push(op(Opcode::Read, file.as_raw_fd(), 10, &mut b, 2))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(run_until_done(&mut backend, 2), [done(1, 2), done(2, 0)]);
   assert_eq!(&a[..2], b"bc");
 }
@@ -219,7 +186,7 @@ fn errors_come_back_as_negative_errno() {
       .unwrap();
     backend.push(op(Opcode::Read, 999_999, 0, d, 4)).unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(
     run_until_done(&mut backend, 4),
     // A directory reads as EISDIR through io_uring too, as through pread.
@@ -244,7 +211,7 @@ fn a_pipe_read_ignores_the_offset() {
       .push(op(Opcode::Read, read.as_raw_fd(), 12345, &mut buf, 1))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(run_until_done(&mut backend, 1), [done(1, 4)]);
   assert_eq!(&buf[..4], b"pipe");
 }
@@ -255,16 +222,12 @@ fn cancels_a_blocked_pipe_read_without_touching_its_buffer() {
   let mut backend = backend(4);
   let mut buf = [7u8; 16];
   // SAFETY: the buffer outlives the reap below.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, read.as_raw_fd(), 0, &mut buf, 1))
-      .unwrap();
-  }
-  backend.submit().unwrap();
+  let place = unsafe { backend.push(op(Opcode::Read, read.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
+  backend.submit(false).unwrap();
   assert_nothing_completes(&mut backend);
-  backend.cancel(1);
-  backend.cancel(1); // twice is once
-  backend.cancel(99); // unknown: nothing happens
+  backend.cancel(1, place);
+  backend.cancel(1, place); // twice is once
+  backend.cancel(99, place); // another token: nothing happens
   assert_eq!(run_until_done(&mut backend, 1), [done(1, ECANCELED)]);
   assert_eq!(buf, [7u8; 16]);
   // The cancelled read took nothing out of the pipe.
@@ -283,25 +246,17 @@ fn cancel_before_submit_and_after_completion() {
   let mut a = [7u8; 4];
   let mut b = [0u8; 3];
   // SAFETY: the buffers outlive the reaps below.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, read.as_raw_fd(), 0, &mut a, 1))
-      .unwrap();
-  }
+  let place = unsafe { backend.push(op(Opcode::Read, read.as_raw_fd(), 0, &mut a, 1)) }.unwrap();
   // Never submitted by the caller: the cancel request goes in right behind it.
-  backend.cancel(1);
+  backend.cancel(1, place);
   assert_eq!(run_until_done(&mut backend, 1), [done(1, ECANCELED)]);
   assert_eq!(a, [7u8; 4]);
 
   // SAFETY: as above.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 0, &mut b, 2))
-      .unwrap();
-  }
-  backend.submit().unwrap();
-  backend.wait(Duration::from_secs(1)); // its completion is in the queue, not reaped
-  backend.cancel(2); // too late: it settles with its real result
+  let place = unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut b, 2)) }.unwrap();
+  backend.submit(false).unwrap();
+  wait_until_ready(&backend); // its completion is in the queue, not reaped
+  backend.cancel(2, place); // too late: it settles with its real result
   assert_eq!(run_until_done(&mut backend, 1), [done(2, 3)]);
   assert_eq!(&b, b"abc");
 }
@@ -312,17 +267,15 @@ fn cancels_a_whole_ring_of_blocked_reads() {
     let (read, _write) = pipe();
     let mut backend = backend(capacity);
     let mut bufs = vec![[9u8; 4]; capacity];
-    // SAFETY: the buffers outlive the reap below.
-    unsafe {
-      for (i, buf) in bufs.iter_mut().enumerate() {
-        backend
-          .push(op(Opcode::Read, read.as_raw_fd(), 0, buf, i as u64))
-          .unwrap();
-      }
+    let mut places = Vec::new();
+    for (i, buf) in bufs.iter_mut().enumerate() {
+      // SAFETY: the buffers outlive the reap below.
+      let place = unsafe { backend.push(op(Opcode::Read, read.as_raw_fd(), 0, buf, i as u64)) };
+      places.push(place.unwrap());
     }
-    backend.submit().unwrap();
-    for token in 0..capacity as u64 {
-      backend.cancel(token);
+    backend.submit(false).unwrap();
+    for (token, place) in places.into_iter().enumerate() {
+      backend.cancel(token as u64, place);
     }
     let completions = run_until_done(&mut backend, capacity);
     assert!(completions.iter().all(|c| c.result == ECANCELED));
@@ -349,7 +302,7 @@ fn a_pipe_read_waits_even_in_non_blocking_mode() {
       .push(op(Opcode::Read, read.as_raw_fd(), 0, &mut buf, 1))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_nothing_completes(&mut backend);
   write.write_all(b"late").unwrap();
   assert_eq!(run_until_done(&mut backend, 1), [done(1, 4)]);
@@ -359,15 +312,9 @@ fn a_pipe_read_waits_even_in_non_blocking_mode() {
 /// Takes a slot for `op` as push does, without giving it to the kernel, so that a test can
 /// play the kernel's part. Returns its `user_data`.
 fn take_slot(backend: &mut UringBackend, op: Operation) -> u64 {
-  let index = backend.table.free.pop().unwrap() as usize;
-  let slot = &mut backend.table.slots[index];
-  slot.generation += 1;
-  slot.op = op;
-  slot.busy = true;
-  slot.cancel = CancelState::None;
-  slot.retries = 0;
+  let index = backend.table.take(op).unwrap();
   backend.table.outstanding += 1;
-  user_data(index, slot.generation)
+  user_data(index, backend.table.slots[index].generation)
 }
 
 #[test]
@@ -446,7 +393,7 @@ fn cancelling_an_operation_parked_for_a_retry_settles_it() {
   backend
     .table
     .complete(parked, -libc::EAGAIN, false, &mut out);
-  backend.cancel(1);
+  backend.cancel(1, (parked & INDEX_MASK) as Place);
   assert_eq!(run_until_done(&mut backend, 1), [done(1, ECANCELED)]);
   assert_eq!(buf, [0u8]);
   // The cancel request that went to the kernel found nothing; its completion is swallowed.
@@ -461,8 +408,7 @@ fn run_until_quiet(backend: &mut UringBackend) {
   let deadline = Instant::now() + Duration::from_secs(10);
   while backend.table.cancels_in_flight > 0 {
     assert!(Instant::now() < deadline, "timed out");
-    backend.wait(Duration::from_millis(10));
-    backend.reap(&mut out);
+    wait_and_reap(backend, &mut out, Duration::from_millis(10));
   }
   assert_eq!(out, []);
 }
@@ -485,7 +431,7 @@ fn refuses_pushes_beyond_capacity_until_reaped() {
         Err(Full)
       );
     }
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     run_until_done(&mut backend, capacity);
     // SAFETY: as above.
     unsafe {
@@ -495,7 +441,7 @@ fn refuses_pushes_beyond_capacity_until_reaped() {
           .unwrap();
       }
     }
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     run_until_done(&mut backend, capacity);
   }
 }
@@ -522,13 +468,13 @@ fn linked_chain_runs_in_order_and_cancels_after_a_failure() {
       }
     }
     assert!(backend.chain.is_empty());
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     let completions = run_until_done(&mut backend, 5);
     assert!(completions.iter().all(|c| c.result == 2), "{completions:?}");
     let mut back = [0u8; 4];
     // SAFETY: `back` outlives the reap below.
     unsafe { backend.push(op(Opcode::Read, fd, 0, &mut back, 9)).unwrap() };
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     assert_eq!(run_until_done(&mut backend, 1), [done(9, 4)]);
     // Offsets 0,0,1,1,2 in that order: "aA" "bB" "cC"@1 "dD"@1 "eE"@2.
     assert_eq!(&back, b"bdeE");
@@ -543,7 +489,7 @@ fn linked_chain_runs_in_order_and_cancels_after_a_failure() {
         .push(Operation::sync(Opcode::Fdatasync, fd, 21))
         .unwrap();
     }
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     assert_eq!(
       run_until_done(&mut backend, 2),
       [done(20, EBADF), done(21, ECANCELED)]
@@ -564,7 +510,7 @@ fn sqpoll_moves_the_right_bytes_whatever_the_kernel_grants() {
     backend.ring.params().is_setup_sqpoll()
   );
   // Any user may have an SQPOLL thread since 5.11; before, the backend falls back.
-  if crate::probe::kernel_version().is_some_and(|version| version >= (5, 11)) {
+  if caio_core::sys::kernel_version().is_some_and(|version| version >= (5, 11)) {
     assert!(backend.sqpoll_active());
   }
   let chunks: Vec<&mut [u8]> = contents.chunks_mut(4096).collect();
@@ -577,7 +523,7 @@ fn sqpoll_moves_the_right_bytes_whatever_the_kernel_grants() {
         .unwrap();
     }
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   let completions = run_until_done(&mut backend, 16);
   assert!(completions.iter().all(|c| c.result == 4096));
   // After the kernel thread went to sleep, a submit must wake it.
@@ -585,7 +531,7 @@ fn sqpoll_moves_the_right_bytes_whatever_the_kernel_grants() {
   let mut back = vec![0u8; contents.len()];
   // SAFETY: `back` outlives the reap below.
   unsafe { backend.push(op(Opcode::Read, fd, 0, &mut back, 1)).unwrap() };
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   assert_eq!(
     run_until_done(&mut backend, 1),
     [done(1, contents.len() as i64)]
@@ -599,14 +545,10 @@ fn sqpoll_cancels_and_drops() {
   let mut backend = UringBackend::new(4, UringOptions { sqpoll: true }).unwrap();
   let mut buf = [3u8; 4];
   // SAFETY: the buffer outlives the reap below.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, read.as_raw_fd(), 0, &mut buf, 1))
-      .unwrap();
-  }
-  backend.submit().unwrap();
+  let place = unsafe { backend.push(op(Opcode::Read, read.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
+  backend.submit(false).unwrap();
   assert_nothing_completes(&mut backend);
-  backend.cancel(1);
+  backend.cancel(1, place);
   assert_eq!(run_until_done(&mut backend, 1), [done(1, ECANCELED)]);
   assert_eq!(buf, [3u8; 4]);
 }
@@ -663,11 +605,10 @@ fn ten_thousand_random_reads_through_a_small_ring() {
       asked[i] = Some((offset, len));
       issued += 1;
     }
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     backend.reap(&mut out);
     if out.is_empty() {
-      backend.wait(Duration::from_millis(100));
-      backend.reap(&mut out);
+      wait_and_reap(&mut backend, &mut out, Duration::from_millis(100));
     }
     for completion in out.drain(..) {
       let i = completion.token as usize;
@@ -706,7 +647,7 @@ fn dropping_with_operations_outstanding_cancels_them_first() {
       }
       // One more, pushed and never submitted by the caller.
       let buf = std::slice::from_raw_parts_mut(buffers.add(3).cast::<u8>(), 8);
-      backend.submit().unwrap();
+      backend.submit(false).unwrap();
       backend.push(op(Opcode::Read, file_fd, 0, buf, 3)).unwrap();
     }
     drop(backend);
@@ -747,7 +688,7 @@ fn the_notifier_fires_for_completions() {
       .push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1))
       .unwrap();
   }
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   let mut pfd = libc::pollfd {
     fd: backend.notifier().fd(),
     events: libc::POLLIN,
@@ -767,8 +708,9 @@ fn cancel_storm_settles_every_operation_exactly_once() {
   let file = temp_file(b"storm");
   let mut backend = backend(8);
   let mut buffers = [[0u8; 5]; 8];
-  // Per buffer: the token using it and whether it reads the pipe, or None when free.
-  let mut using: Vec<Option<(u64, bool)>> = vec![None; 8];
+  // Per buffer: the token using it, whether it reads the pipe and where the backend keeps
+  // it, or None when free.
+  let mut using: Vec<Option<(u64, bool, Place)>> = vec![None; 8];
   let mut rng = Rng(42);
   let mut next_token = 0u64;
   let mut settled = 0;
@@ -790,33 +732,35 @@ fn cancel_storm_settles_every_operation_exactly_once() {
       let token = (next_token << 8) | i as u64;
       next_token += 1;
       // SAFETY: `buffers` outlives the loop, which reaps every completion.
-      unsafe {
-        backend
-          .push(op(Opcode::Read, fd, 0, buffer, token))
-          .unwrap()
-      };
-      using[i] = Some((token, from_pipe));
+      let place = unsafe { backend.push(op(Opcode::Read, fd, 0, buffer, token)) }.unwrap();
+      using[i] = Some((token, from_pipe, place));
     }
     if rng.next() % 2 == 0 {
-      backend.submit().unwrap();
+      backend.submit(false).unwrap();
     }
-    // Cancel a few at random: staged, in flight, completed but not reaped, or long gone.
+    // Cancel a few at random: staged, in flight, completed but not reaped, or long gone,
+    // and at places that may be another operation's, free, or beyond the table.
     for _ in 0..rng.next() % 4 {
       let i = (rng.next() % 8) as usize;
       match using[i] {
-        Some((token, _)) if rng.next() % 4 != 0 => backend.cancel(token),
-        _ => backend.cancel(rng.next() % (next_token << 8).max(1)),
+        Some((token, _, place)) if rng.next() % 4 != 0 => backend.cancel(token, place),
+        _ => {
+          let place = match rng.next() % 4 {
+            0 => u32::MAX,
+            _ => (rng.next() % 16) as Place,
+          };
+          backend.cancel(rng.next() % (next_token << 8).max(1), place)
+        }
       }
     }
-    backend.submit().unwrap();
+    backend.submit(false).unwrap();
     backend.reap(&mut out);
     if out.is_empty() {
-      backend.wait(Duration::from_millis(20));
-      backend.reap(&mut out);
+      wait_and_reap(&mut backend, &mut out, Duration::from_millis(20));
     }
     for completion in out.drain(..) {
       let i = (completion.token & 0xff) as usize;
-      let (token, from_pipe) = using[i].take().expect("a second completion");
+      let (token, from_pipe, _) = using[i].take().expect("a second completion");
       assert_eq!(completion.token, token);
       if from_pipe {
         assert_eq!(completion.result, ECANCELED);
@@ -830,13 +774,13 @@ fn cancel_storm_settles_every_operation_exactly_once() {
     }
     // Pipe reads nobody cancelled block forever: cancel them all now and then.
     if rng.next() % 8 == 0 {
-      for (token, _) in using.iter().flatten().filter(|(_, pipe)| *pipe) {
-        backend.cancel(*token);
+      for (token, _, place) in using.iter().flatten().filter(|(_, pipe, _)| *pipe) {
+        backend.cancel(*token, *place);
       }
     }
   }
-  for (token, _) in using.iter().flatten() {
-    backend.cancel(*token);
+  for (token, _, place) in using.iter().flatten() {
+    backend.cancel(*token, *place);
   }
   let left = using.iter().flatten().count();
   run_until_done(&mut backend, left);
@@ -846,21 +790,130 @@ fn cancel_storm_settles_every_operation_exactly_once() {
 }
 
 #[test]
-fn await_inline_waits_for_the_sqpoll_thread_only() {
+fn a_cancel_names_its_operation_by_place_and_token() {
+  let (read, mut write) = pipe();
+  let file = temp_file(b"abc");
+  let mut backend = backend(4);
+  let mut bufs = [[7u8; 3]; 3];
+  let [a, b, c] = &mut bufs;
+  // SAFETY: the buffers outlive the reaps below.
+  let (first, second) = unsafe {
+    (
+      backend.push(op(Opcode::Read, read.as_raw_fd(), 0, a, 1)),
+      backend.push(op(Opcode::Read, read.as_raw_fd(), 0, b, 2)),
+    )
+  };
+  let (first, second) = (first.unwrap(), second.unwrap());
+  assert_ne!(first, second);
+  backend.submit(false).unwrap();
+  // Another operation's place, a free one, and places beyond the table: all ignored.
+  backend.cancel(1, second);
+  backend.cancel(2, first);
+  backend.cancel(1, 3);
+  backend.cancel(1, 4);
+  backend.cancel(1, u32::MAX);
+  assert_nothing_completes(&mut backend);
+  backend.cancel(1, first);
+  assert_eq!(run_until_done(&mut backend, 1), [done(1, ECANCELED)]);
+  // Reaped: its place is free, and then another operation's.
+  backend.cancel(1, first);
+  // SAFETY: as above.
+  let third = unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, c, 3)) }.unwrap();
+  assert_eq!(third, first, "a freed slot is the next one taken");
+  backend.cancel(1, third);
+  backend.submit(false).unwrap();
+  assert_eq!(run_until_done(&mut backend, 1), [done(3, 3)]);
+  write.write_all(b"xyz").unwrap();
+  assert_eq!(run_until_done(&mut backend, 1), [done(2, 3)]);
+  assert_eq!(bufs, [[7u8; 3], *b"xyz", *b"abc"]);
+}
+
+#[test]
+fn ready_says_whether_a_reap_finds_something() {
+  let file = temp_file(b"abc");
+  let mut backend = backend(4);
+  let mut buf = [0u8; 3];
+  assert!(!backend.ready(), "an idle ring has nothing");
+  // SAFETY: the buffer outlives the reap below.
+  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
+  backend.submit(false).unwrap();
+  wait_until_ready(&backend);
+  assert!(backend.ready(), "ready until reaped");
+  let mut out = Vec::new();
+  backend.reap(&mut out);
+  assert_eq!(out, [done(1, 3)]);
+  assert!(!backend.ready(), "nothing left after the reap");
+}
+
+#[test]
+fn a_quiet_submit_signals_nothing_until_signal_completions() {
+  let file = temp_file(b"abc");
+  let mut backend = backend(4);
+  let mut buf = [0u8; 3];
+  // SAFETY: the buffer outlives the reap below.
+  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
+  backend.submit(true).unwrap();
+  wait_until_ready(&backend);
+  if caio_core::sys::kernel_version().is_some_and(|version| version >= (5, 8)) {
+    assert!(
+      !notifier_is_readable(&backend),
+      "the eventfd fired while quiet"
+    );
+  }
+  // The caller did not reap it: ending the quiet must signal for it.
+  backend.signal_completions();
+  assert!(notifier_is_readable(&backend));
+  assert_eq!(run_until_done(&mut backend, 1), [done(1, 3)]);
+  // And signalling is on again.
+  backend.notifier().clear();
+  // SAFETY: as above.
+  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 2)) }.unwrap();
+  backend.submit(false).unwrap();
+  wait_until_ready(&backend);
+  caio_core::sys::wait_readable(backend.notifier().fd(), Duration::from_secs(5));
+  assert!(notifier_is_readable(&backend));
+  assert_eq!(run_until_done(&mut backend, 1), [done(2, 3)]);
+}
+
+/// Polls `ready()` for up to `budget`, as the scheduler does after a submit that said
+/// completions come soon. Returns whether one came.
+fn spin_until_ready(backend: &UringBackend, budget: Duration) -> bool {
+  let start = Instant::now();
+  while start.elapsed() < budget {
+    if backend.ready() {
+      return true;
+    }
+    std::hint::spin_loop();
+  }
+  backend.ready()
+}
+
+#[test]
+fn completions_come_soon_from_the_sqpoll_thread_only() {
   let file = temp_file(&[7u8; 4096]);
   let mut plain = backend(8);
   let mut byte = [0u8; 1];
   // SAFETY: `byte` outlives the reap below.
   unsafe { plain.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut byte, 1)) }.unwrap();
-  plain.submit().unwrap();
-  assert!(!plain.await_inline(), "a ring without SQPOLL never waits");
+  assert_eq!(
+    plain.submit(true).unwrap(),
+    Submitted {
+      completions_soon: false
+    },
+    "a ring without SQPOLL has no other thread to wait for"
+  );
+  plain.signal_completions();
   run_until_done(&mut plain, 1);
 
   let mut polled = UringBackend::new(8, UringOptions { sqpoll: true }).unwrap();
   if !polled.sqpoll_active() {
     return; // refused by this kernel: nothing to wait for, and the test above covers it
   }
-  assert!(!polled.await_inline(), "nothing outstanding: no wait");
+  assert!(
+    !polled.submit(true).unwrap().completions_soon,
+    "nothing outstanding: nothing to wait for"
+  );
+  polled.signal_completions();
   let mut buf = [0u8; 4096];
   let mut waited = 0;
   // At least 50 rounds, and on until one completion came within a spin: on a machine busy
@@ -875,32 +928,33 @@ fn await_inline_waits_for_the_sqpoll_thread_only() {
     round += 1;
     // SAFETY: `buf` outlives the reap below.
     unsafe { polled.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, round)) }.unwrap();
-    polled.submit().unwrap();
+    assert!(polled.submit(true).unwrap().completions_soon);
     let mut out = Vec::new();
-    // A cached read takes the kernel thread microseconds; allow for a busy machine by
-    // asking a few times (each miss only makes later calls skip the spin).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while out.is_empty() {
-      assert!(Instant::now() < deadline, "the read never completed");
-      if polled.await_inline() {
-        waited += 1;
-      } else {
-        polled.wait(Duration::from_millis(1));
-      }
-      polled.reap(&mut out);
+    if spin_until_ready(&polled, Duration::from_micros(200)) {
+      waited += 1;
+    }
+    polled.reap(&mut out);
+    polled.signal_completions();
+    if out.is_empty() {
+      out = run_until_done(&mut polled, 1);
     }
     assert_eq!(out, [done(round, 4096)]);
   }
   assert!(buf.iter().all(|&b| b == 7));
 }
 
-/// With SQPOLL: `count` batch reads of 4 KiB blocks of `file`, each into its own buffer.
+/// Batch reads of 4 KiB blocks of `file`, each into its own buffer, shared as the scheduler
+/// shares them: every second one [`Share::Here`].
 fn batch_reads(file: &File, buffers: &mut [[u8; 4096]]) -> Vec<Operation> {
   buffers
     .iter_mut()
     .enumerate()
     .map(|(i, buf)| Operation {
-      in_batch: true,
+      share: if i % 2 == 1 {
+        Share::Here
+      } else {
+        Share::Elsewhere
+      },
       ..op(
         Opcode::Read,
         file.as_raw_fd(),
@@ -927,13 +981,12 @@ fn sqpoll_batch_reads_are_shared_with_the_submitting_thread_when_it_reaps() {
   }
   let mut buffers = [[0u8; 4096]; 8];
   let ops = batch_reads(&file, &mut buffers);
-  backend.set_quiet(true);
   for op in &ops {
     // SAFETY: `buffers` outlives every reap below.
     unsafe { backend.push(*op) }.unwrap();
   }
-  backend.submit().unwrap();
-  // Every other read was done by submit itself: they are ready without any wait.
+  backend.submit(true).unwrap();
+  // The reads marked Here were done by submit itself: they are ready without any wait.
   let mut out = Vec::new();
   backend.reap(&mut out);
   let here: Vec<u64> = out.iter().map(|c| c.token).filter(|t| t % 2 == 1).collect();
@@ -942,7 +995,7 @@ fn sqpoll_batch_reads_are_shared_with_the_submitting_thread_when_it_reaps() {
     [1, 3, 5, 7],
     "the held reads were not done by submit: {out:?}"
   );
-  backend.set_quiet(false);
+  backend.signal_completions();
   let rest = run_until_done(&mut backend, 8 - out.len());
   out.extend(rest);
   out.sort_by_key(|c| c.token);
@@ -965,12 +1018,13 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
   }
   let mut buffers = [[0u8; 4096]; 4];
   let ops = batch_reads(&file, &mut buffers);
+  let mut places = Vec::new();
   for op in &ops {
     // SAFETY: `buffers` outlives every reap below.
-    unsafe { backend.push(*op) }.unwrap();
+    places.push(unsafe { backend.push(*op) }.unwrap());
   }
-  // Token 3 is held (the second of each pair): cancelling it before the submit is certain.
-  backend.cancel(3);
+  // Token 3 is held (marked Here): cancelling it before the submit is certain.
+  backend.cancel(3, places[3]);
   let mut out = Vec::new();
   backend.reap(&mut out);
   assert_eq!(out, [done(3, ECANCELED)]);
@@ -980,7 +1034,7 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
   );
   backend.notifier().clear();
   // Not quiet: the held read (token 1) goes to the ring like the others.
-  backend.submit().unwrap();
+  backend.submit(false).unwrap();
   let mut rest = run_until_done(&mut backend, 3);
   rest.sort_by_key(|c| c.token);
   assert_eq!(rest, [done(0, 4096), done(1, 4096), done(2, 4096)]);

@@ -1,0 +1,147 @@
+//! Talking to the kernel's queues: setting the ring up, building submission queue entries,
+//! getting them into the submission queue and entering the kernel for them.
+
+use std::io;
+
+use caio_core::{Opcode, Operation};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use crate::UringBackend;
+
+/// How long an SQPOLL kernel thread spins without work before it sleeps.
+pub(crate) const SQPOLL_IDLE_MS: u32 = 50;
+
+/// Sets up the ring, with an SQPOLL thread when asked and granted. Returns whether it has one.
+pub(crate) fn build_ring(sq_entries: u32, sqpoll: bool) -> io::Result<(IoUring, bool)> {
+  let mut builder = IoUring::<squeue::Entry, cqueue::Entry>::builder();
+  builder.setup_cqsize(2 * sq_entries);
+  if sqpoll {
+    let mut polled = builder.clone();
+    polled.setup_sqpoll(SQPOLL_IDLE_MS);
+    // EPERM before 5.11 without CAP_SYS_ADMIN; other refusals are as good a reason to fall
+    // back. Before 5.11 an SQPOLL ring also takes registered files only, useless here.
+    if let Ok(ring) = polled.build(sq_entries) {
+      if ring.params().is_feature_sqpoll_nonfixed() {
+        return Ok((ring, true));
+      }
+    }
+  }
+  Ok((builder.build(sq_entries)?, false))
+}
+
+/// The submission queue entry for `op`.
+#[inline]
+pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
+  let fd = types::Fd(op.fd);
+  // u64::MAX would be -1 to the kernel: "at the file position". Clamp instead, and the
+  // kernel refuses the offset with EINVAL as pread would.
+  let offset = op.offset.min(i64::MAX as u64);
+  let entry = match op.opcode {
+    Opcode::Read => opcode::Read::new(fd, op.buf, op.len)
+      .offset(offset)
+      .ioprio(op.priority)
+      .build(),
+    Opcode::Write => opcode::Write::new(fd, op.buf, op.len)
+      .offset(offset)
+      .ioprio(op.priority)
+      .build(),
+    Opcode::Fsync => opcode::Fsync::new(fd).build(),
+    Opcode::Fdatasync => opcode::Fsync::new(fd)
+      .flags(types::FsyncFlags::DATASYNC)
+      .build(),
+  }
+  .user_data(user_data);
+  if op.link {
+    entry.flags(squeue::Flags::IO_LINK)
+  } else {
+    entry
+  }
+}
+
+impl UringBackend {
+  /// Whether a linked chain is still being pushed, so that nothing else may enter the
+  /// submission queue (it would join the chain) nor the kernel see it (it would split).
+  pub(crate) fn chain_open(&self) -> bool {
+    !self.closing && (self.linked_tail || !self.chain.is_empty())
+  }
+
+  /// Copies one entry into the submission queue, making room first if it is full.
+  ///
+  /// # Safety
+  /// Any buffer the entry points at obeys the buffer rule (crate docs of `caio_core`).
+  #[inline]
+  pub(crate) unsafe fn push_entry(&mut self, entry: &squeue::Entry) -> bool {
+    // SAFETY: the caller guarantees the entry's buffer stays valid until it is reaped.
+    if unsafe { self.ring.submission().push(entry) }.is_ok() {
+      return true;
+    }
+    self.make_room();
+    // SAFETY: as above.
+    unsafe { self.ring.submission().push(entry) }.is_ok()
+  }
+
+  /// SQPOLL: moves a completely pushed chain into the submission queue in one go.
+  pub(crate) fn publish_chain(&mut self) -> bool {
+    for _ in 0..2 {
+      // SAFETY: the entries were built from outstanding operations, whose pushers uphold
+      // the buffer rule until their completions are reaped.
+      if unsafe { self.ring.submission().push_multiple(&self.chain) }.is_ok() {
+        self.chain.clear();
+        return true;
+      }
+      self.make_room();
+    }
+    false
+  }
+
+  /// Frees submission queue entries. Never needed while the sizing invariants hold.
+  #[cold]
+  fn make_room(&mut self) {
+    let _ = self.enter();
+    if self.sqpoll && self.ring.submission().is_full() {
+      // Blocks until the kernel thread consumed something (5.10 and later; else EINVAL).
+      let _ = self.ring.submitter().squeue_wait();
+    }
+  }
+
+  /// One `io_uring_enter` for everything in the submission queue (none when it is empty, or
+  /// when an SQPOLL thread is awake to take it). `EINTR` is retried; `EAGAIN`/`EBUSY` leave
+  /// the entries queued and mark the ring stalled, to be tried again by the next reap.
+  pub(crate) fn enter(&mut self) -> io::Result<()> {
+    loop {
+      if self.ring.submission().is_empty() {
+        self.linked_tail = false;
+        self.stalled = false;
+        return Ok(());
+      }
+      match self.ring.submit() {
+        Ok(_) if self.sqpoll => {
+          self.stalled = false;
+          return Ok(());
+        }
+        Ok(0) => {
+          self.stall();
+          return Ok(());
+        }
+        // Without SUBMIT_ALL the kernel stops after an entry it could not even prepare
+        // (posting that one's failure); the loop hands it the rest.
+        Ok(_) => {}
+        Err(err) => match err.raw_os_error() {
+          Some(libc::EINTR) => {}
+          Some(libc::EAGAIN | libc::EBUSY) => {
+            self.stall();
+            return Ok(());
+          }
+          _ => return Err(err),
+        },
+      }
+    }
+  }
+
+  /// Remembers that entries wait in the submission queue, and makes sure a reap comes.
+  #[cold]
+  fn stall(&mut self) {
+    self.stalled = true;
+    self.notifier.signal();
+  }
+}
