@@ -1,0 +1,220 @@
+//! What crosses between the facade and the addon, as numbers: opcodes, the batch
+//! descriptor, the results that are not an errno, and the delivery pairs. `lib/wire.ts`
+//! holds the same numbers for TypeScript; a test there holds them against these.
+//!
+//! Decoding is here, Node-free, so that it can be tested and fuzzed without Node: nothing
+//! a caller passes may make it panic, and a bad field is refused whole.
+
+use caio_core::{Opcode, Operation};
+
+/// Numbers per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32,
+/// offset % 2^32, priority]`.
+pub const BATCH_FIELDS: usize = 5;
+/// The link flag in a descriptor's first field.
+pub const LINK_FLAG: u32 = 0x100;
+
+/// Results that are not an errno: in a batch's results and in the delivery pairs.
+pub mod result {
+  /// Cancelled through an AbortSignal.
+  pub const ABORTED: f64 = -1_048_577.0;
+  /// Dropped from the queue because the context closed.
+  pub const CLOSED: f64 = -1_048_578.0;
+}
+
+/// The slot number of the delivery pair that says the context finished closing.
+pub const CLOSED_SLOT: f64 = -1.0;
+
+/// The largest offset a number can carry exactly.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
+/// One operation moves at most this many bytes, as one `read(2)` does on Linux.
+pub const MAX_LENGTH: usize = i32::MAX as usize;
+
+/// Why an operation's fields were refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+  /// Not one of the opcodes.
+  Opcode,
+  /// Not a descriptor number (an integer in `0..=i32::MAX`).
+  Fd,
+  /// Not an offset in `0..2^63`.
+  Offset,
+  /// The descriptor's length is not a whole number of operations.
+  Shape,
+}
+
+impl Refusal {
+  /// Words for the error the facade never lets happen, should it.
+  pub fn message(self) -> &'static str {
+    match self {
+      Refusal::Opcode => "bad opcode",
+      Refusal::Fd => "fd must be an integer in 0..2^31",
+      Refusal::Offset => "offset must be a non-negative integer below 2^63",
+      Refusal::Shape => "the batch descriptor must hold 5 numbers per operation",
+    }
+  }
+}
+
+/// An opcode from its number.
+pub fn opcode(value: f64) -> Result<Opcode, Refusal> {
+  if value.fract() != 0.0 || !(0.0..=255.0).contains(&value) {
+    return Err(Refusal::Opcode);
+  }
+  Opcode::from_u32(value as u32).ok_or(Refusal::Opcode)
+}
+
+/// A descriptor number.
+pub fn fd(value: f64) -> Result<i32, Refusal> {
+  if value.fract() == 0.0 && (0.0..=f64::from(i32::MAX)).contains(&value) {
+    Ok(value as i32)
+  } else {
+    Err(Refusal::Fd)
+  }
+}
+
+/// An offset given as one number (exact below 2^53).
+pub fn offset(value: f64) -> Result<u64, Refusal> {
+  if value.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&value) {
+    Ok(value as u64)
+  } else {
+    Err(Refusal::Offset)
+  }
+}
+
+/// An offset given as two 32-bit halves.
+pub fn offset_halves(high: f64, low: f64) -> Result<u64, Refusal> {
+  let half = |v: f64, max: f64| v.fract() == 0.0 && (0.0..=max).contains(&v);
+  if half(high, 2_147_483_647.0) && half(low, 4_294_967_295.0) {
+    Ok(((high as u64) << 32) | low as u64)
+  } else {
+    Err(Refusal::Offset)
+  }
+}
+
+/// An I/O priority: anything outside `0..=u16::MAX` is clamped, since the facade validated
+/// it and the kernel refuses what is not a real class.
+pub fn priority(value: f64) -> u16 {
+  if value.is_nan() {
+    0
+  } else {
+    value.clamp(0.0, f64::from(u16::MAX)) as u16
+  }
+}
+
+/// The byte count one operation moves through a buffer of `len` bytes.
+pub fn length(len: usize) -> u32 {
+  len.min(MAX_LENGTH) as u32
+}
+
+/// Decodes a batch descriptor into operations, asking `buffer(position)` for the memory of
+/// each read or write. Their tokens are left 0 (the scheduler gives them theirs); the last
+/// operation never links on, since nothing of the batch follows it.
+pub fn decode_batch<E>(
+  fields: &[f64],
+  mut buffer: impl FnMut(usize) -> Result<(*mut u8, usize), E>,
+) -> Result<Vec<Operation>, BatchError<E>> {
+  if fields.len() % BATCH_FIELDS != 0 {
+    return Err(BatchError::Refused(Refusal::Shape));
+  }
+  let mut ops = Vec::with_capacity(fields.len() / BATCH_FIELDS);
+  for (position, field) in fields.chunks_exact(BATCH_FIELDS).enumerate() {
+    let code = field[0];
+    if code.fract() != 0.0 || !(0.0..=f64::from(u16::MAX)).contains(&code) {
+      return Err(BatchError::Refused(Refusal::Opcode));
+    }
+    let code = code as u32;
+    let opcode = opcode(f64::from(code & 0xff)).map_err(BatchError::Refused)?;
+    let mut op = Operation::sync(opcode, fd(field[1]).map_err(BatchError::Refused)?, 0);
+    op.link = code & LINK_FLAG != 0;
+    op.priority = priority(field[4]);
+    if opcode.uses_buffer() {
+      op.offset = offset_halves(field[2], field[3]).map_err(BatchError::Refused)?;
+      let (data, len) = buffer(position).map_err(BatchError::Buffer)?;
+      op.buf = data;
+      op.len = length(len);
+    }
+    ops.push(op);
+  }
+  if let Some(last) = ops.last_mut() {
+    last.link = false;
+  }
+  Ok(ops)
+}
+
+/// Why a batch descriptor was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BatchError<E> {
+  /// A field is out of range.
+  Refused(Refusal),
+  /// The buffer of a read or write could not be had.
+  Buffer(E),
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn none(_: usize) -> Result<(*mut u8, usize), ()> {
+    Err(())
+  }
+
+  #[test]
+  fn decodes_a_batch_and_unlinks_its_last_operation() {
+    let mut a = [0u8; 8];
+    let fields = [
+      0.0 + f64::from(LINK_FLAG),
+      3.0,
+      1.0,
+      5.0,
+      0.0, // read, linked, offset 2^32 + 5
+      3.0 + f64::from(LINK_FLAG),
+      4.0,
+      0.0,
+      0.0,
+      7.0, // fdatasync, linked (last: unlinked)
+    ];
+    let ptr = a.as_mut_ptr();
+    let ops = decode_batch(&fields, |_| Ok::<_, ()>((ptr, 8))).unwrap();
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[0].opcode, Opcode::Read);
+    assert!(ops[0].link);
+    assert_eq!(ops[0].offset, (1 << 32) + 5);
+    assert_eq!(ops[0].len, 8);
+    assert_eq!(ops[1].opcode, Opcode::Fdatasync);
+    assert!(!ops[1].link);
+    assert_eq!(ops[1].priority, 7);
+  }
+
+  #[test]
+  fn refuses_every_bad_field() {
+    let bad = [
+      [9.0, 1.0, 0.0, 0.0, 0.0],
+      [0.5, 1.0, 0.0, 0.0, 0.0],
+      [f64::NAN, 1.0, 0.0, 0.0, 0.0],
+      [2.0, -1.0, 0.0, 0.0, 0.0],
+      [2.0, 1.5, 0.0, 0.0, 0.0],
+      [2.0, f64::INFINITY, 0.0, 0.0, 0.0],
+    ];
+    for fields in bad {
+      assert!(matches!(
+        decode_batch(&fields, none),
+        Err(BatchError::Refused(_))
+      ));
+    }
+    assert_eq!(
+      decode_batch(&[0.0, 1.0, 2_147_483_648.0, 0.0, 0.0], none).err(),
+      Some(BatchError::Refused(Refusal::Offset))
+    );
+    assert_eq!(
+      decode_batch(&[0.0, 1.0, 0.0, 0.0, 0.0], none).err(),
+      Some(BatchError::Buffer(()))
+    );
+    assert_eq!(
+      decode_batch(&[0.0; 4], none).err(),
+      Some(BatchError::Refused(Refusal::Shape))
+    );
+    assert_eq!(priority(f64::NAN), 0);
+    assert_eq!(priority(1e9), u16::MAX);
+    assert_eq!(offset(-1.0), Err(Refusal::Offset));
+    assert_eq!(offset(9_007_199_254_740_992.0), Err(Refusal::Offset));
+  }
+}
