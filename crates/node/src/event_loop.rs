@@ -11,6 +11,8 @@ use std::os::fd::RawFd;
 
 use napi::sys;
 
+use crate::fence::Env;
+
 /// Storage for a `uv_poll_t`. Node 20's libuv 1.46 needs 160 bytes, 8-aligned, with the
 /// user `data` pointer at offset 0 (measured against the `uv.h` Node ships); reserving more
 /// keeps us safe against a libuv that grows the struct.
@@ -62,19 +64,16 @@ impl CompletionWatcher {
   /// keep the process alive.
   ///
   /// # Safety
-  /// `env` is a live environment on this thread; `target` stays valid until [`Self::close`].
+  /// `target` stays valid until [`Self::close`].
   pub unsafe fn start(
-    env: sys::napi_env,
+    env: Env,
     fd: RawFd,
     on_ready: ReadyCallback,
     target: *mut c_void,
   ) -> Result<CompletionWatcher, String> {
-    let mut event_loop = std::ptr::null_mut();
-    // SAFETY: `env` is live (caller's promise); the out-pointer is a local.
-    let status = unsafe { sys::napi_get_uv_event_loop(env, &mut event_loop) };
-    if status != sys::Status::napi_ok || event_loop.is_null() {
+    let Some(event_loop) = env.uv_loop() else {
       return Err("this runtime gives addons no libuv event loop".into());
-    }
+    };
     let watch = Box::into_raw(Box::new(Watch {
       handle: UvPoll {
         data: std::ptr::null_mut(),

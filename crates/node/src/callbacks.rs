@@ -1,0 +1,344 @@
+//! The raw Node-API callbacks the addon exports, one per function of its surface.
+//!
+//! Each one reads its arguments, borrows its context for the work and no longer, and ends
+//! with `delivery::deliver` where results may have settled. A panic anywhere below is
+//! caught here and thrown as a JavaScript `Error`: it never unwinds into Node.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+#[cfg(unix)]
+use caio_core::Operation;
+#[cfg(unix)]
+use caio_scheduler::wire::{self, BatchError, BATCH_FIELDS};
+#[cfg(unix)]
+use caio_scheduler::Refused;
+use napi::sys;
+
+use crate::backends;
+#[cfg(unix)]
+use crate::context::{Context, Shared, CONTEXT_TAG};
+#[cfg(unix)]
+use crate::delivery::{self, REENTERED};
+use crate::fence::Env;
+
+/// Runs `body`, turning a panic into its message.
+pub fn guarded<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+  catch_unwind(AssertUnwindSafe(body))
+    .unwrap_or_else(|payload| Err(panic_message(payload.as_ref())))
+}
+
+/// What a caught panic said, as the message of the Error it becomes.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+  let said = payload
+    .downcast_ref::<&str>()
+    .map(|s| s.to_string())
+    .or_else(|| payload.downcast_ref::<String>().cloned())
+    .unwrap_or_else(|| "a panic".into());
+  format!("caio: internal error in the native addon: {said}")
+}
+
+/// A callback's way out: the value to return, or `Err` once an exception is pending.
+type Outcome = Result<sys::napi_value, Thrown>;
+
+/// An exception is pending in the environment.
+pub struct Thrown;
+
+macro_rules! callback {
+  ($(#[$meta:meta])* $name:ident($env:ident, $info:ident) $body:block) => {
+    $(#[$meta])*
+    pub unsafe extern "C" fn $name(
+      raw_env: sys::napi_env,
+      $info: sys::napi_callback_info,
+    ) -> sys::napi_value {
+      let $env = Env(raw_env);
+      let outcome = catch_unwind(AssertUnwindSafe(|| -> Outcome { $body }));
+      match outcome {
+        Ok(Ok(value)) => value,
+        Ok(Err(Thrown)) => ptr::null_mut(),
+        Err(payload) => {
+          $env.throw_error(&panic_message(payload.as_ref()));
+          ptr::null_mut()
+        }
+      }
+    }
+  };
+}
+
+fn type_error(env: Env, message: &str) -> Thrown {
+  env.throw_type_error("ERR_INVALID_ARG_TYPE", message);
+  Thrown
+}
+
+fn internal(env: Env) -> Thrown {
+  env.throw_error("caio: a Node-API call failed inside the addon");
+  Thrown
+}
+
+#[cfg(unix)]
+fn reentered(env: Env) -> Thrown {
+  env.throw_error(REENTERED);
+  Thrown
+}
+
+/// The context an argument names.
+#[cfg(unix)]
+fn shared<'a>(env: Env, value: sys::napi_value) -> Result<&'a Shared, Thrown> {
+  let data = env
+    .external_data(value, &CONTEXT_TAG)
+    .ok_or_else(|| type_error(env, "not a caio native context"))?;
+  // SAFETY: tagged values are externals made by `open`, whose data is a boxed `Shared`
+  // that lives until their finalizer runs — not before, since `value` is on the stack.
+  // Only shared references to it are made; its `RefCell` arbitrates mutation.
+  Ok(unsafe { &*data.cast::<Shared>() })
+}
+
+/// Borrows the context for one step of a callback.
+#[cfg(unix)]
+fn borrow<'a>(env: Env, shared: &'a Shared) -> Result<std::cell::RefMut<'a, Context>, Thrown> {
+  shared.context.try_borrow_mut().map_err(|_| reentered(env))
+}
+
+#[cfg(unix)]
+fn delivered(env: Env, shared: &Shared) -> Result<(), Thrown> {
+  delivery::deliver(env, shared).map_err(|_| reentered(env))
+}
+
+fn number(env: Env, n: f64) -> Outcome {
+  env.number(n).map_err(|_| internal(env))
+}
+
+#[cfg(unix)]
+fn too_many(env: Env) -> Thrown {
+  env.throw_error("caio: too many operations queued on one context");
+  Thrown
+}
+
+callback!(
+  /// `open(backend, capacity, poolSize, sqpoll, deliver, wire) -> context`
+  #[cfg(unix)]
+  open(env, info) {
+    let [name, capacity, pool_size, sqpoll, deliver, wire] = env.args::<6>(info).map_err(|_| internal(env))?;
+    let name = env.get_string(name).ok_or_else(|| type_error(env, "backend must be a string"))?;
+    let capacity = env.get_u32(capacity).map_err(|_| type_error(env, "capacity must be a number"))?;
+    let options = backends::Options {
+      capacity: capacity.max(1) as usize,
+      pool_size: env.get_u32(pool_size).unwrap_or(0) as usize,
+      sqpoll: env.get_bool(sqpoll).unwrap_or(false),
+    };
+    let opened = backends::open(&name, &options).map_err(|reason| {
+      env.throw_error(&reason);
+      Thrown
+    })?;
+    let shared = Box::into_raw(Box::new(Shared {
+      env: env.0,
+      context: RefCell::new(Context::new(opened.backend, opened.details)),
+    }));
+    // SAFETY: the external owns the fresh box from here on, and `finalize` frees it.
+    let external = match unsafe { env.external(shared.cast(), Some(crate::teardown::finalize), &CONTEXT_TAG) } {
+      Ok(external) => external,
+      Err(_) => {
+        // SAFETY: no external was made, so the box is still ours.
+        drop(unsafe { Box::from_raw(shared) });
+        return Err(internal(env));
+      }
+    };
+    // SAFETY: `shared` is the external's data, at its final address.
+    unsafe { Context::connect(shared, env, external, deliver, wire) }.map_err(|reason| {
+      env.throw_error(&reason);
+      Thrown
+    })?;
+    Ok(external)
+  }
+);
+
+callback!(
+  /// `open(backend, ...)` where no native backend exists: throws why, as `probe` says it.
+  #[cfg(not(unix))]
+  open(env, info) {
+    let [name] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let name = env.get_string(name).unwrap_or_default();
+    let reason = backends::probe(&name).err().unwrap_or_else(|| format!("cannot open backend {name:?}"));
+    env.throw_error(&reason);
+    Err(Thrown)
+  }
+);
+
+callback!(
+  /// `start(ctx, opcode, fd, offset, view, priority) -> token`, or -1 when the context is
+  /// closed. The result is delivered under slot `token % 2^24`, never within this call.
+  #[cfg(unix)]
+  start(env, info) {
+    let [ctx, opcode, fd, offset, view, priority] = env.args::<6>(info).map_err(|_| internal(env))?;
+    let shared = shared(env, ctx)?;
+    let opcode = env.get_f64(opcode).ok().and_then(|code| wire::opcode(code).ok()).ok_or_else(|| type_error(env, "bad opcode"))?;
+    let fd = env.get_f64(fd).ok().and_then(|fd| wire::fd(fd).ok()).ok_or_else(|| type_error(env, "fd must be an integer"))?;
+    let mut op = Operation::sync(opcode, fd, 0);
+    op.priority = wire::priority(env.get_f64(priority).unwrap_or(0.0));
+    if opcode.uses_buffer() {
+      op.offset = env.get_offset(offset).ok_or_else(|| type_error(env, "offset must be a non-negative safe integer or bigint"))?;
+      let (data, length) = env.view_bytes(view).map_err(|_| type_error(env, "buffer must be an ArrayBufferView"))?;
+      op.buf = data;
+      op.len = wire::length(length);
+    }
+    let started = {
+      let mut ctx = borrow(env, shared)?;
+      // SAFETY: the buffer rule: the facade keeps `view` under the token's slot until the
+      // slot's result is delivered, which happens only after its completion was reaped.
+      let started = unsafe { ctx.scheduler.start(op) };
+      ctx.hold_while_busy(env);
+      started
+    };
+    match started {
+      Ok(token) => number(env, token as f64),
+      Err(Refused::Closed) => number(env, -1.0),
+      Err(_) => Err(too_many(env)),
+    }
+  }
+);
+
+callback!(
+  /// `submit(ctx, descriptor, views, results) -> token`, or -1 when the context is closed.
+  /// The batch's slot is delivered with result 0 once every operation has its result in
+  /// `results`, never within this call.
+  #[cfg(unix)]
+  submit(env, info) {
+    let [ctx, descriptor, views, results] = env.args::<4>(info).map_err(|_| internal(env))?;
+    let shared = shared(env, ctx)?;
+    let (fields, bytes) = env.view_bytes(descriptor).map_err(|_| type_error(env, "descriptor must be a Float64Array"))?;
+    let (results_data, results_bytes) = env.view_bytes(results).map_err(|_| type_error(env, "results must be a Float64Array"))?;
+    let count = bytes / (8 * BATCH_FIELDS);
+    if bytes % (8 * BATCH_FIELDS) != 0 || results_bytes < count * 8 || fields.align_offset(8) != 0 || results_data.align_offset(8) != 0 {
+      return Err(type_error(env, "descriptor and results must be Float64Arrays of matching length"));
+    }
+    // SAFETY: `fields` spans `count * BATCH_FIELDS` doubles (checked above), and no
+    // JavaScript runs while this slice is alive.
+    let fields = unsafe { std::slice::from_raw_parts(fields as *const f64, count * BATCH_FIELDS) };
+    let ops = wire::decode_batch(fields, |position| {
+      let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
+      env.view_bytes(view).map_err(|_| "a batch buffer must be an ArrayBufferView")
+    })
+    .map_err(|error| match error {
+      BatchError::Refused(refusal) => type_error(env, refusal.message()),
+      BatchError::Buffer(message) => type_error(env, message),
+    })?;
+    let started = {
+      let mut ctx = borrow(env, shared)?;
+      // SAFETY: the buffer rule: the facade keeps `views` and `results` under the batch's
+      // slot until its delivery, which comes after every completion of it was reaped.
+      let started = unsafe { ctx.scheduler.start_batch(ops, results_data.cast()) };
+      ctx.hold_while_busy(env);
+      started
+    };
+    match started {
+      Ok(token) => number(env, token as f64),
+      Err(Refused::Closed) => number(env, -1.0),
+      Err(Refused::ChainTooLong) => {
+        env.throw_range_error("ERR_OUT_OF_RANGE", "a linked chain is longer than maxRequests");
+        Err(Thrown)
+      }
+      Err(Refused::TooMany) => Err(too_many(env)),
+    }
+  }
+);
+
+callback!(
+  /// `flush(ctx)`: submits what this tick started and delivers what completed inline.
+  #[cfg(unix)]
+  flush(env, info) {
+    let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let shared = shared(env, ctx)?;
+    {
+      let mut ctx = borrow(env, shared)?;
+      let loop_time = ctx.loop_time();
+      ctx.scheduler.flush(loop_time);
+    }
+    delivered(env, shared)?;
+    Ok(env.undefined())
+  }
+);
+
+callback!(
+  /// `cancel(ctx, token)`: a token that names nothing outstanding is ignored.
+  #[cfg(unix)]
+  cancel(env, info) {
+    let [ctx, token] = env.args::<2>(info).map_err(|_| internal(env))?;
+    let shared = shared(env, ctx)?;
+    if let Ok(token) = env.get_f64(token) {
+      if token.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&token) {
+        borrow(env, shared)?.scheduler.cancel(token as u64);
+      }
+    }
+    delivered(env, shared)?;
+    Ok(env.undefined())
+  }
+);
+
+callback!(
+  /// `close(ctx)`: queued operations settle as closed; once the rest has finished, the
+  /// pair (-1, 0) is delivered — within this call if nothing is outstanding.
+  #[cfg(unix)]
+  close(env, info) {
+    let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let shared = shared(env, ctx)?;
+    borrow(env, shared)?.scheduler.close();
+    delivered(env, shared)?;
+    Ok(env.undefined())
+  }
+);
+
+callback!(
+  /// `details(ctx) -> { poolSize, sqpoll }`
+  #[cfg(unix)]
+  details(env, info) {
+    let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let details = borrow(env, shared(env, ctx)?)?.details;
+    env
+      .object(&[(c"poolSize", details.pool_size as f64)], &[(c"sqpoll", details.sqpoll)])
+      .map_err(|_| internal(env))
+  }
+);
+
+callback!(
+  /// `panicForTest(ctx)`: panics with the context borrowed, so that a test can see the
+  /// panic thrown as an Error and the context usable afterwards. Exported only when
+  /// `CAIO_TEST_HOOKS=1` was set as the addon loaded.
+  #[cfg(unix)]
+  panic_for_test(env, info) {
+    let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let ctx = borrow(env, shared(env, ctx)?)?;
+    panic!("deliberate panic with {} operations outstanding", ctx.scheduler.outstanding());
+  }
+);
+
+callback!(
+  /// `address(view) -> number`: where the view's bytes start, for `alignedBuffer()`.
+  address(env, info) {
+    let [view] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let (data, _) = env.view_bytes(view).map_err(|_| type_error(env, "not an ArrayBufferView"))?;
+    number(env, data as usize as f64)
+  }
+);
+
+callback!(
+  /// `isDirect(fd) -> boolean`: whether `fd` was opened with `O_DIRECT`.
+  is_direct(env, info) {
+    let [fd] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let fd = env.get_i32(fd).unwrap_or(-1);
+    env.boolean(caio_core::opened_with_direct_io(fd)).map_err(|_| internal(env))
+  }
+);
+
+callback!(
+  /// `probe(backend) -> null | reason`
+  probe(env, info) {
+    let [name] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let name = env.get_string(name).ok_or_else(|| type_error(env, "backend must be a string"))?;
+    match backends::probe(&name) {
+      Ok(()) => Ok(env.null()),
+      Err(reason) => env.string(&reason).map_err(|_| internal(env)),
+    }
+  }
+);
