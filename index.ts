@@ -10,7 +10,8 @@
  * ```
  */
 import { AbortError } from './lib/errors'
-import { Fulfil, Opcode } from './lib/engine'
+import { Fulfil } from './lib/engine'
+import { Opcode } from './lib/wire'
 import type { BackendName, Engine } from './lib/engine'
 import { JsEngine } from './lib/js-backend'
 import { loadBinding, NativeEngine } from './lib/native'

@@ -4,9 +4,9 @@
  * encoded into one `Float64Array` for a single crossing into native code, and its results
  * come back as one `Float64Array` that becomes the array the caller sees.
  */
-import { AbortError, closedError, invalidArgType, invalidArgValue, outOfRange, SYSCALLS, systemError } from './errors'
-import { BATCH_FIELDS, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import { errorFromResult, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import type { PreparedBatch } from './engine'
+import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './wire'
 import { validateData, validateFd, validateOffset, validatePriority, validateView } from './validate'
 
 /** One entry of a batch (the Python caio's `Operation.read/write/fsync/fdsync`). */
@@ -91,7 +91,7 @@ function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views:
   if (typeof link !== 'boolean') throw invalidArgType(names.link, 'of type boolean', link)
   const priority = validatePriority(op.priority, names.priority)
   const field = i * BATCH_FIELDS
-  descriptor[field] = opcode | (link ? 0x100 : 0)
+  descriptor[field] = opcode | (link ? LINK_FLAG : 0)
   descriptor[field + 1] = fd
   descriptor[field + 4] = priority
   if (opcode === Opcode.Read || opcode === Opcode.Write) {
@@ -122,16 +122,12 @@ export function batchEntries(batch: PreparedBatch, results: Float64Array, signal
     const result = results[i] as number
     if (result >= 0) {
       entries[i] = result
-    } else if (result === RESULT_ABORTED) {
-      aborted++
-      entries[i] = new AbortError(undefined, { cause: signal?.reason })
-    } else if (result === RESULT_CLOSED) {
-      closed++
-      entries[i] = closedError()
-    } else {
-      const field = i * BATCH_FIELDS
-      entries[i] = systemError(result, SYSCALLS[(batch.descriptor[field] as number) & 0xff] ?? 'read', batch.descriptor[field + 1])
+      continue
     }
+    if (result === RESULT_ABORTED) aborted++
+    else if (result === RESULT_CLOSED) closed++
+    const field = i * BATCH_FIELDS
+    entries[i] = errorFromResult(result, (batch.descriptor[field] as number) & 0xff, batch.descriptor[field + 1] as number, signal)
   }
   if (batch.count > 0 && aborted === batch.count) throw entries[0]
   if (batch.count > 0 && closed === batch.count) throw entries[0]

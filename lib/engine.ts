@@ -4,19 +4,12 @@
  * backends (uring, linux, thread) and the pure-TypeScript `js` backend each provide one.
  */
 import type { Offset } from './validate'
+import type { Opcode } from './wire'
 
 /** The user-visible backend names. */
 export type BackendName = 'uring' | 'linux' | 'thread' | 'js'
 
-/** Operation codes shared with the native addon (`caio_core::Opcode`). */
-export const enum Opcode {
-  Read = 0,
-  Write = 1,
-  Fsync = 2,
-  Fdatasync = 3,
-}
-
-/** How a fulfilled operation resolves (`Fulfil` in the addon). */
+/** How a fulfilled operation resolves. */
 export const enum Fulfil {
   /** With the number of bytes moved. */
   Count = 0,
@@ -24,18 +17,14 @@ export const enum Fulfil {
   View = 1,
   /** With `undefined`. */
   Nothing = 2,
+  /** With the batch's results (native engines only). */
+  Batch = 3,
 }
-
-/** Doubles per operation in a batch descriptor: `[opcode | link << 8, fd, offset / 2^32, offset % 2^32, priority]`. */
-export const BATCH_FIELDS = 5
-/** Batch results that are not an errno (the addon's `marker` module). */
-export const RESULT_ABORTED = -1048577
-export const RESULT_CLOSED = -1048578
 
 /** A validated batch, encoded for one crossing into native code. */
 export interface PreparedBatch {
   count: number
-  /** {@link BATCH_FIELDS} doubles per operation. */
+  /** `BATCH_FIELDS` doubles per operation (`lib/wire.ts`). */
   descriptor: Float64Array
   /** The buffer of each read or write; `undefined` for syncs. */
   views: Array<ArrayBufferView | undefined>
@@ -55,7 +44,7 @@ export interface Engine {
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown>
   /**
    * Starts a batch; resolves with one result per operation: bytes moved (0 for a sync), a
-   * negative errno, or {@link RESULT_ABORTED} / {@link RESULT_CLOSED}.
+   * negative errno, or `RESULT_ABORTED` / `RESULT_CLOSED` (`lib/wire.ts`).
    */
   submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array>
   /** Rejects queued operations, waits for those in flight, releases everything. */

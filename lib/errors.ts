@@ -6,7 +6,7 @@
  */
 import { getSystemErrorMap } from 'node:util'
 
-import { RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import { RESULT_ABORTED, RESULT_CLOSED } from './wire'
 
 /** An OS error from an I/O operation, as `node:fs` reports one. */
 export interface SystemError extends Error {
@@ -108,12 +108,11 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
 }
 
 /**
- * The error of one native operation: `code` is a negative errno, or
- * {@link RESULT_ABORTED} / {@link RESULT_CLOSED}; `opcode` indexes {@link SYSCALLS}; `fd`
- * is the operation's descriptor; an AbortError's `cause` is `signal`'s reason. The addon
- * calls it too (for a batch on a closed context).
+ * The error of one operation, on any backend and in a batch: `code` is a negative errno,
+ * or {@link RESULT_ABORTED} / {@link RESULT_CLOSED}; `opcode` indexes {@link SYSCALLS};
+ * `fd` is the operation's descriptor; an AbortError's `cause` is `signal`'s reason.
  */
-export function errorFromNative(code: number, opcode: number, fd: number, signal?: AbortSignal): Error {
+export function errorFromResult(code: number, opcode: number, fd: number, signal?: AbortSignal): Error {
   if (code === RESULT_ABORTED) return new AbortError(undefined, { cause: signal?.reason })
   if (code === RESULT_CLOSED) return closedError()
   return systemError(code, SYSCALLS[opcode] ?? 'read', fd)

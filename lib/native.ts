@@ -3,42 +3,51 @@
  * over one native context. The addon's surface is positional and internal; this file is
  * the only one that touches it.
  */
-import { errorFromNative, setDirectIoProbe } from './errors'
-import { Fulfil, RESULT_CLOSED } from './engine'
-import type { BackendName, Engine, EngineOptions, Opcode, PreparedBatch } from './engine'
+import { AbortListeners } from './abort'
+import { errorFromResult, setDirectIoProbe } from './errors'
+import { Fulfil } from './engine'
+import type { BackendName, Engine, EngineOptions, PreparedBatch } from './engine'
 import type { Offset } from './validate'
+import { CLOSED_SLOT, RESULT_CLOSED, SLOT_COUNT } from './wire'
+import type { Opcode } from './wire'
 
 /** An opaque native context (a tagged external). */
 interface NativeContext {
   readonly __caioNativeContext: unique symbol
 }
 
-/** The raw functions `crates/node` exports. */
+/** The raw functions `crates/node` exports (`crates/node/src/callbacks.rs`). */
 interface Binding {
   /**
    * Opens a context. `deliver(count)` is called on the JS thread with the first `count`
-   * (slot, result) pairs of `completions` filled in: a result is a byte count, a negative
-   * errno, or `RESULT_ABORTED` / `RESULT_CLOSED`. It must only settle Promises.
+   * (slot, result) pairs of `wire` filled in: a result is a byte count, a negative errno,
+   * or `RESULT_ABORTED` / `RESULT_CLOSED`; slot `CLOSED_SLOT` says a close has finished.
+   * Until `deliver` returns, those slots are not reused.
    */
-  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, makeError: (code: number, opcode: number, fd: number) => Error, deliver: (count: number) => void, completions: Float64Array): NativeContext
+  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, deliver: (count: number) => void, wire: Float64Array): NativeContext
   /**
-   * Starts one operation and returns its slot, or -1 when the context is closed. The addon
-   * keeps no reference to `view`: the caller must keep it until the slot's result is
-   * delivered — {@link NativeEngine.start} does. The result is never delivered within this
-   * call (completions are only reaped by `flush` and the loop's callback), so the caller
-   * can register the slot's resolvers once it returns.
+   * Starts one operation and returns its token, or -1 when the context is closed; its
+   * result comes under slot `token % SLOT_COUNT`, never within this call. The addon keeps
+   * no reference to `view`: the caller keeps it until the result is delivered.
    */
   start(ctx: NativeContext, opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number): number
-  submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): Promise<void>
+  /**
+   * Starts a batch and returns its token, or -1 when closed. Each operation's result is
+   * written to `results`; then the batch's slot is delivered with 0, never within this
+   * call. The caller keeps `views` and `results` until then.
+   */
+  submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): number
   flush(ctx: NativeContext): void
-  lastToken(ctx: NativeContext): number
   cancel(ctx: NativeContext, token: number): void
-  close(ctx: NativeContext): Promise<void>
+  /** Starts closing; a `CLOSED_SLOT` pair is delivered once it has, maybe within this call. */
+  close(ctx: NativeContext): void
   details(ctx: NativeContext): { poolSize: number; sqpoll: boolean }
   probe(backend: string): string | null
   address(view: ArrayBufferView): number
   isDirect(fd: number): boolean
   errnoNames(): Array<[number, string, string]>
+  /** Only with `CAIO_TEST_HOOKS=1`: panics inside the addon with the context borrowed. */
+  panicForTest?(ctx: NativeContext): void
 }
 
 type Loaded = { binding: Binding; reason?: undefined } | { binding?: undefined; reason: string }
@@ -100,16 +109,22 @@ function loadFailure(error: unknown): string {
 }
 
 const RESOLVED = Promise.resolve()
-/** V8's own Promise, as `napi_create_promise` made before: a replaced global changes nothing. */
+/** V8's own Promise: a replaced global changes nothing. */
 const NativePromise = Promise
 
-/** (slot, result) pairs the addon fills before each call of `deliver`. */
-const DELIVERY_PAIRS = 512
+/** (slot, result) pairs the wire holds; one delivery hands over at most this many. */
+const WIRE_PAIRS = 512
 
 type Settle = (value: unknown) => void
 
 const shrink = (view: ArrayBufferView, count: number): ArrayBufferView =>
   view instanceof Uint8Array ? view.subarray(0, count) : new Uint8Array(view.buffer, view.byteOffset, count)
+
+/** What keeps a batch's memory alive until its delivery. */
+interface BatchPin {
+  views: Array<ArrayBufferView | undefined>
+  results: Float64Array
+}
 
 /** One native context behind the {@link Engine} interface. */
 export class NativeEngine implements Engine {
@@ -118,25 +133,27 @@ export class NativeEngine implements Engine {
   #flushQueued = false
   readonly poolSize: number | undefined
   readonly sqpoll: boolean
-  // What each started single operation needs until its result is delivered, by slot: its
-  // Promise's resolvers, and its buffer — which this array keeps alive for the kernel (the
-  // buffer rule), whatever the caller does with it meanwhile. Promises made and settled
-  // here rather than through napi_create_promise / napi_resolve_deferred: a cached read at
-  // 64 in flight spent 11 % of its CPU in those two and the buffer's stamp.
+  // What each started operation needs until its result is delivered, by slot: its
+  // Promise's resolvers, and its memory — which these arrays keep alive for the kernel
+  // (the buffer rule), whatever the caller does with it meanwhile.
   readonly #resolve: Array<Settle | undefined> = []
   readonly #reject: Array<Settle | undefined> = []
-  readonly #views: Array<ArrayBufferView | undefined> = []
+  readonly #pins: Array<ArrayBufferView | BatchPin | undefined> = []
   /** `fulfil | opcode << 2`, by slot. */
   readonly #kinds: number[] = []
   readonly #fds: number[] = []
-  /** The AbortSignal of each operation started with one, for its AbortError's `cause`. */
+  readonly #tokens: number[] = []
+  /** The AbortSignal of each operation started with one. */
   readonly #signals: Array<AbortSignal | undefined> = []
-  readonly #completions = new Float64Array(2 * DELIVERY_PAIRS)
+  readonly #aborts = new AbortListeners<number>((token) => this.#binding.cancel(this.#ctx, token))
+  readonly #wire = new Float64Array(2 * WIRE_PAIRS)
+  readonly #closeWaiters: Array<() => void> = []
+  #closing = false
 
   /** Opens a context on backend `name`; throws an Error with the reason if it cannot. */
   constructor(binding: Binding, name: Exclude<BackendName, 'js'>, options: EngineOptions) {
     this.#binding = binding
-    this.#ctx = binding.open(name, options.maxRequests, options.poolSize ?? 0, options.sqpoll, errorFromNative, this.#deliver, this.#completions)
+    this.#ctx = binding.open(name, options.maxRequests, options.poolSize ?? 0, options.sqpoll, this.#deliver, this.#wire)
     const details = binding.details(this.#ctx)
     this.poolSize = name === 'thread' ? details.poolSize : undefined
     this.sqpoll = details.sqpoll
@@ -150,24 +167,31 @@ export class NativeEngine implements Engine {
   }
 
   readonly #deliver = (count: number): void => {
-    const completions = this.#completions
+    const wire = this.#wire
     for (let i = 0; i < 2 * count; i += 2) {
-      const slot = completions[i]!
-      const result = completions[i + 1]!
-      const view = this.#views[slot]
+      const slot = wire[i]!
+      const result = wire[i + 1]!
+      if (slot === CLOSED_SLOT) {
+        for (const resolve of this.#closeWaiters.splice(0)) resolve()
+        continue
+      }
+      const pin = this.#pins[slot]
       const kind = this.#kinds[slot]!
       const resolve = this.#resolve[slot]!
       const reject = this.#reject[slot]!
-      this.#views[slot] = undefined
+      this.#pins[slot] = undefined
       this.#resolve[slot] = undefined
       this.#reject[slot] = undefined
       const signal = this.#signals[slot]
-      if (signal !== undefined) this.#signals[slot] = undefined
+      if (signal !== undefined) {
+        this.#signals[slot] = undefined
+        this.#aborts.delete(signal, this.#tokens[slot]!)
+      }
       if (result < 0) {
         // Every Promise of the delivery must settle, whatever building one error does.
         let error: unknown
         try {
-          error = errorFromNative(result, kind >> 2, this.#fds[slot]!, signal)
+          error = errorFromResult(result, kind >> 2, this.#fds[slot]!, signal)
         } catch (thrown) {
           error = thrown
         }
@@ -175,36 +199,31 @@ export class NativeEngine implements Engine {
       } else if ((kind & 3) === Fulfil.Count) {
         resolve(result)
       } else if ((kind & 3) === Fulfil.View) {
-        resolve(result === view!.byteLength ? view : shrink(view!, result))
+        const view = pin as ArrayBufferView
+        resolve(result === view.byteLength ? view : shrink(view, result))
+      } else if ((kind & 3) === Fulfil.Batch) {
+        resolve((pin as BatchPin).results)
       } else {
         resolve(undefined)
       }
     }
   }
 
-  submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array> {
-    const results = new Float64Array(batch.count)
-    const promise = this.#binding.submit(this.#ctx, batch.descriptor, batch.views, results)
-    this.#queueFlush()
-    if (signal !== undefined) this.#cancelOnAbort(promise, signal)
-    return promise.then(() => results)
-  }
-
   #queueFlush(): void {
     if (!this.#flushQueued) {
       this.#flushQueued = true
       // A reaction on a settled Promise is V8's own microtask: cheaper than Node's
-      // queueMicrotask wrapper (3 % of a read at 1 in flight).
+      // queueMicrotask wrapper (see CHANGELOG).
       void RESOLVED.then(this.#flush)
     }
   }
 
-  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
-    const slot = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority)
-    if (slot < 0) return Promise.reject(errorFromNative(RESULT_CLOSED, opcode, fd))
-    // The buffer rule: the kernel may write into `view` until the result is delivered.
-    this.#views[slot] = view
-    this.#kinds[slot] = fulfil | (opcode << 2)
+  /** Registers what slot `token % SLOT_COUNT` needs until its delivery, and its Promise. */
+  #track(token: number, kind: number, fd: number, pin: ArrayBufferView | BatchPin | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+    const slot = token % SLOT_COUNT
+    // The buffer rule: the kernel may use `pin`'s memory until the result is delivered.
+    this.#pins[slot] = pin
+    this.#kinds[slot] = kind
     this.#fds[slot] = fd
     const promise = new NativePromise((resolve: Settle, reject: Settle) => {
       this.#resolve[slot] = resolve
@@ -213,46 +232,38 @@ export class NativeEngine implements Engine {
     this.#queueFlush()
     if (signal !== undefined) {
       this.#signals[slot] = signal
-      this.#cancelOnAbort(promise, signal)
+      this.#tokens[slot] = token
+      this.#aborts.add(signal, token)
     }
     return promise
   }
 
-  // One listener per signal, however many operations share it (a listener each would trip
-  // Node's MaxListenersExceededWarning at 11, and cost an add and a remove per operation).
-  readonly #watched = new WeakMap<AbortSignal, Set<number>>()
-
-  #cancelOnAbort(promise: Promise<unknown>, signal: AbortSignal): void {
-    const token = this.#binding.lastToken(this.#ctx)
-    let tokens = this.#watched.get(signal)
-    if (tokens === undefined) {
-      const waiting = new Set<number>()
-      const onAbort = (): void => {
-        this.#watched.delete(signal)
-        for (const waitingToken of waiting) this.#binding.cancel(this.#ctx, waitingToken)
-        waiting.clear()
-      }
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.#watched.set(signal, waiting)
-      tokens = waiting
-      this.#listeners.set(waiting, onAbort)
-    }
-    tokens.add(token)
-    const watching = tokens
-    const forget = (): void => {
-      watching.delete(token)
-      if (watching.size > 0 || this.#watched.get(signal) !== watching) return
-      this.#watched.delete(signal)
-      const onAbort = this.#listeners.get(watching)
-      if (onAbort) signal.removeEventListener('abort', onAbort)
-    }
-    promise.then(forget, forget)
+  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
+    const token = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority)
+    if (token < 0) return Promise.reject(errorFromResult(RESULT_CLOSED, opcode, fd))
+    return this.#track(token, fulfil | (opcode << 2), fd, view, signal)
   }
 
-  readonly #listeners = new WeakMap<Set<number>, () => void>()
-
+  submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array> {
+    const results = new Float64Array(batch.count)
+    if (this.#closing) return Promise.reject(errorFromResult(RESULT_CLOSED, 0, -1))
+    if (batch.count === 0) return Promise.resolve(results)
+    const token = this.#binding.submit(this.#ctx, batch.descriptor, batch.views, results)
+    if (token < 0) return Promise.reject(errorFromResult(RESULT_CLOSED, 0, -1))
+    return this.#track(token, Fulfil.Batch, -1, { views: batch.views, results }, signal) as Promise<Float64Array>
+  }
 
   close(): Promise<void> {
-    return this.#binding.close(this.#ctx)
+    this.#closing = true
+    return new NativePromise((resolve) => {
+      this.#closeWaiters.push(resolve)
+      this.#binding.close(this.#ctx)
+    })
+  }
+
+  /** Test hook: see {@link Binding.panicForTest}. */
+  panicForTest(): void {
+    if (this.#binding.panicForTest === undefined) throw new Error('the addon was loaded without CAIO_TEST_HOOKS=1')
+    this.#binding.panicForTest(this.#ctx)
   }
 }
