@@ -442,3 +442,31 @@ export const CHILD_USAGE_JS = `
     return now
   }
 `
+
+/** Detaches `buffer` (transfers it away with structuredClone). */
+export function detach(buffer: ArrayBuffer): void {
+  structuredClone(buffer, { transfer: [buffer] })
+}
+export function detachedView(): Uint8Array {
+  const buffer = new ArrayBuffer(8)
+  const view = new Uint8Array(buffer)
+  detach(buffer)
+  return view
+}
+export function detachedDataView(): DataView {
+  const buffer = new ArrayBuffer(16)
+  const view = new DataView(buffer, 4, 8)
+  detach(buffer)
+  return view
+}
+
+/** Whether `buffer` is detached (a view of it cannot be made). */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer instanceof SharedArrayBuffer) return false
+  try {
+    new Uint8Array(buffer)
+    return false
+  } catch {
+    return true
+  }
+}

@@ -214,7 +214,9 @@ callback!(
       return Err(type_error(env, "descriptor and results must be Float64Arrays of matching length"));
     }
     // SAFETY: `fields` spans `count * BATCH_FIELDS` doubles (checked above), and no
-    // JavaScript runs while this slice is alive.
+    // JavaScript runs while this slice is alive: reading an element of `views` runs none,
+    // since the facade's array holds each read's and write's view as an own data property
+    // (lib/batch.ts), and only those are read.
     let fields = unsafe { std::slice::from_raw_parts(fields as *const f64, count * BATCH_FIELDS) };
     let ops = wire::decode_batch(fields, |position| {
       let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
