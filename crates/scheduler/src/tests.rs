@@ -319,6 +319,23 @@ fn take_deliveries_returns_nothing_while_a_delivery_is_unfinished() {
 }
 
 #[test]
+fn busy_until_the_last_result_has_been_read_off_the_wire() {
+  let (mut s, f) = scheduler(8, false);
+  assert!(!s.busy(), "a fresh scheduler holds nothing");
+  let a = start(&mut s, fsync());
+  assert!(s.busy(), "an operation outstanding");
+  s.flush(1);
+  f.complete(a, 0);
+  s.on_ready();
+  assert_eq!(s.outstanding(), 0);
+  assert!(s.busy(), "its result waits in the outbox");
+  assert_eq!(take(&mut s, 4), [(slot(a), 0.0)]);
+  assert!(s.busy(), "its result is on the wire, being read");
+  s.finish_delivery();
+  assert!(!s.busy(), "read: nothing left");
+}
+
+#[test]
 fn take_deliveries_moves_only_whole_pairs_that_fit() {
   let (mut s, f) = scheduler(8, false);
   let a = start(&mut s, fsync());
