@@ -4,8 +4,10 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use caio_core::testing::{done, op, pipe, results, run_until_done, temp_file};
-use caio_core::{Backend, Full, Opcode, Operation, Share, Traits};
+use caio_core::testing::{
+  contract, done, notifier_is_readable, op, pipe, run_until_done, temp_file,
+};
+use caio_core::{Backend, Opcode, Operation, Share, Traits};
 
 use super::*;
 
@@ -16,16 +18,6 @@ fn reap_now(backend: &mut ThreadBackend) -> Vec<(u64, i64)> {
   let mut out = Vec::new();
   backend.reap(&mut out);
   out.iter().map(|c| (c.token, c.result)).collect()
-}
-
-fn notifier_is_readable(backend: &ThreadBackend) -> bool {
-  let mut pfd = libc::pollfd {
-    fd: backend.notifier().fd(),
-    events: libc::POLLIN,
-    revents: 0,
-  };
-  // SAFETY: one valid pollfd on a descriptor the notifier keeps open.
-  unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
 
 fn contents(file: &File) -> Vec<u8> {
@@ -51,110 +43,52 @@ fn declares_no_links_and_its_capacity() {
 }
 
 #[test]
-fn reads_writes_and_syncs() {
-  let file = temp_file(b"hello world");
-  let fd = file.as_raw_fd();
-  let mut backend = ThreadBackend::new(16, 2).unwrap();
-  let mut payload = *b"HELLO";
-  let mut head = [0u8; 5];
-  // SAFETY: the buffers outlive run_until_done, which reaps both completions.
-  unsafe {
-    assert_eq!(
-      backend.push(op(Opcode::Write, fd, 0, &mut payload, 1)),
-      Ok(0)
-    );
-    backend
-      .push(Operation::sync(Opcode::Fdatasync, fd, 2))
-      .unwrap();
-  }
-  assert_eq!(backend.submit(false).unwrap(), Submitted::default());
-  assert_eq!(run_until_done(&mut backend, 2), [done(1, 5), done(2, 0)]);
-  // SAFETY: as above.
-  unsafe { backend.push(op(Opcode::Read, fd, 0, &mut head, 3)).unwrap() };
-  backend.submit(false).unwrap();
-  assert_eq!(run_until_done(&mut backend, 1), [done(3, 5)]);
-  assert_eq!(&head, b"HELLO");
-}
-
-#[test]
-fn short_read_at_end_of_file_and_empty_past_it() {
-  let file = temp_file(b"abc");
-  let mut backend = ThreadBackend::new(4, 1).unwrap();
-  let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-  // SAFETY: the buffers outlive the reap below.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 1, &mut a, 1))
-      .unwrap();
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 10, &mut b, 2))
-      .unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(run_until_done(&mut backend, 2), [done(1, 2), done(2, 0)]);
-  assert_eq!(&a[..2], b"bc");
-}
-
-#[test]
-fn errors_come_back_as_negative_errno() {
-  let mut backend = ThreadBackend::new(4, 1).unwrap();
-  let mut buf = [0u8; 4];
-  let dir = File::open(std::env::temp_dir()).unwrap();
-  // SAFETY: the buffer outlives the reap below.
-  unsafe {
-    backend.push(op(Opcode::Read, -1, 0, &mut buf, 1)).unwrap();
-    backend
-      .push(op(Opcode::Read, dir.as_raw_fd(), 0, &mut buf, 2))
-      .unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(
-    results(&run_until_done(&mut backend, 2)),
-    [-i64::from(libc::EBADF), -i64::from(libc::EISDIR)]
-  );
-}
-
-#[test]
-fn refuses_pushes_beyond_capacity_until_reaped() {
-  let file = temp_file(b"x");
+fn places_are_all_zero_since_a_cancel_finds_its_operation_by_token() {
+  let file = temp_file(b"");
   let fd = file.as_raw_fd();
   let mut backend = ThreadBackend::new(2, 1).unwrap();
   // SAFETY: syncs carry no buffer.
   unsafe {
-    backend.push(Operation::sync(Opcode::Fsync, fd, 1)).unwrap();
-    backend.push(Operation::sync(Opcode::Fsync, fd, 2)).unwrap();
-    assert_eq!(
-      backend.push(Operation::sync(Opcode::Fsync, fd, 3)),
-      Err(Full)
-    );
+    assert_eq!(backend.push(Operation::sync(Opcode::Fsync, fd, 1)), Ok(0));
+    assert_eq!(backend.push(Operation::sync(Opcode::Fsync, fd, 2)), Ok(0));
   }
   backend.submit(false).unwrap();
-  run_until_done(&mut backend, 2);
-  // SAFETY: as above.
-  unsafe { backend.push(Operation::sync(Opcode::Fsync, fd, 3)).unwrap() };
+  assert_eq!(run_until_done(&mut backend, 2), [done(1, 0), done(2, 0)]);
+}
+
+#[test]
+fn reads_writes_and_syncs() {
+  contract::reads_writes_and_syncs(&mut ThreadBackend::new(16, 2).unwrap());
+}
+
+#[test]
+fn short_read_at_end_of_file_and_empty_past_it() {
+  contract::short_read_at_end_of_file_and_empty_past_it(&mut ThreadBackend::new(4, 1).unwrap());
+}
+
+#[test]
+fn errors_come_back_as_negative_errno() {
+  contract::errors_come_back_as_negative_errno(&mut ThreadBackend::new(8, 1).unwrap());
+}
+
+#[test]
+fn refuses_pushes_beyond_capacity_until_reaped() {
+  contract::refuses_pushes_beyond_capacity_until_reaped(&mut ThreadBackend::new(2, 1).unwrap());
 }
 
 #[test]
 fn links_are_ignored_so_a_failure_cancels_nothing() {
-  let file = temp_file(b"");
-  let mut backend = ThreadBackend::new(4, 2).unwrap();
-  let mut byte = [0u8; 1];
-  // SAFETY: `byte` outlives the reap below.
-  unsafe {
-    let bad = Operation {
-      link: true,
-      ..op(Opcode::Write, -1, 0, &mut byte, 1)
-    };
-    backend.push(bad).unwrap();
-    backend
-      .push(Operation::sync(Opcode::Fdatasync, file.as_raw_fd(), 2))
-      .unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(
-    run_until_done(&mut backend, 2),
-    [done(1, -i64::from(libc::EBADF)), done(2, 0)]
-  );
+  contract::links_are_ignored_so_a_failure_cancels_nothing(&mut ThreadBackend::new(4, 2).unwrap());
+}
+
+#[test]
+fn ready_says_whether_a_reap_finds_something() {
+  contract::ready_says_whether_a_reap_finds_something(&mut ThreadBackend::new(4, 1).unwrap());
+}
+
+#[test]
+fn ten_thousand_random_reads_match_the_file() {
+  contract::ten_thousand_random_reads_match_the_file(&mut ThreadBackend::new(8, 2).unwrap());
 }
 
 /// Spins until the workers took every queued job.
@@ -209,46 +143,14 @@ fn cancel_withdraws_jobs_no_worker_started_from_its_hand_or_the_queue() {
 
 #[test]
 fn cancel_before_submit_withdraws_a_staged_op() {
-  let file = temp_file(b"abc");
-  let mut backend = ThreadBackend::new(4, 1).unwrap();
-  let (mut first, mut second) = ([0u8; 3], [0u8; 3]);
-  // SAFETY: both buffers outlive the reap below.
-  unsafe {
-    backend
-      .push(op(Opcode::Write, file.as_raw_fd(), 0, &mut first, 1))
-      .unwrap();
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 0, &mut second, 2))
-      .unwrap();
-  }
-  backend.cancel(1, 0);
-  backend.submit(false).unwrap();
-  assert_eq!(
-    run_until_done(&mut backend, 2),
-    [done(1, ECANCELED), done(2, 3)]
-  );
-  assert_eq!(&second, b"abc", "the cancelled write never ran");
+  contract::cancel_before_submit_withdraws_a_staged_op(&mut ThreadBackend::new(4, 1).unwrap());
 }
 
 #[test]
 fn a_late_cancel_does_not_hit_a_later_op_with_the_same_token() {
-  let file = temp_file(b"");
-  let mut backend = ThreadBackend::new(4, 1).unwrap();
-  let mut bytes = *b"xy";
-  for round in 0..3u64 {
-    let offset = round * 2;
-    // SAFETY: `bytes` outlives the reap below.
-    unsafe {
-      backend
-        .push(op(Opcode::Write, file.as_raw_fd(), offset, &mut bytes, 7))
-        .unwrap()
-    };
-    backend.submit(false).unwrap();
-    assert_eq!(run_until_done(&mut backend, 1), [done(7, 2)]);
-    // Reaped already: nothing to cancel, and nothing may be remembered for token 7.
-    backend.cancel(7, 0);
-  }
-  assert_eq!(contents(&file), b"xyxyxy");
+  contract::a_late_cancel_does_not_hit_a_later_op_with_the_same_token(
+    &mut ThreadBackend::new(4, 1).unwrap(),
+  );
 }
 
 #[test]

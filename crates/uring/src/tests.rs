@@ -4,7 +4,10 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 
 use caio_core::cached::READS_IF_CACHED;
-use caio_core::testing::{assert_nothing_completes, done, op, pipe, run_until_done, temp_file};
+use caio_core::testing::{
+  assert_nothing_completes, contract, done, notifier_is_readable, op, pipe, run_until_done,
+  temp_file, wait_until_ready, Rng,
+};
 use caio_core::{Opcode, Share};
 
 use crate::ring::SQPOLL_IDLE_MS;
@@ -16,15 +19,6 @@ const EINVAL: i64 = -(libc::EINVAL as i64);
 
 fn backend(capacity: usize) -> UringBackend {
   UringBackend::new(capacity, UringOptions::default()).unwrap()
-}
-
-/// Waits (10 s at most) until a reap would find something, without reaping.
-fn wait_until_ready(backend: &UringBackend) {
-  let deadline = Instant::now() + Duration::from_secs(10);
-  while !backend.ready() {
-    assert!(Instant::now() < deadline, "nothing became ready");
-    std::thread::sleep(Duration::from_millis(1));
-  }
 }
 
 /// Waits up to `timeout` for the notifier unless a reap would find something already, then
@@ -59,31 +53,7 @@ fn sizes_the_rings_from_the_capacity() {
 
 #[test]
 fn reads_writes_and_syncs() {
-  let file = temp_file(b"hello world");
-  let fd = file.as_raw_fd();
-  let mut backend = backend(16);
-  let mut payload = *b"HELLO";
-  let mut head = [0u8; 11];
-  // SAFETY: the buffers outlive run_until_done, which reaps every completion.
-  unsafe {
-    backend
-      .push(op(Opcode::Write, fd, 0, &mut payload, 1))
-      .unwrap();
-    backend.push(Operation::sync(Opcode::Fsync, fd, 2)).unwrap();
-    backend
-      .push(Operation::sync(Opcode::Fdatasync, fd, 3))
-      .unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(
-    run_until_done(&mut backend, 3),
-    [done(1, 5), done(2, 0), done(3, 0)]
-  );
-  // SAFETY: as above.
-  unsafe { backend.push(op(Opcode::Read, fd, 0, &mut head, 4)).unwrap() };
-  backend.submit(false).unwrap();
-  assert_eq!(run_until_done(&mut backend, 1), [done(4, 11)]);
-  assert_eq!(&head, b"HELLO world");
+  contract::reads_writes_and_syncs(&mut backend(16));
 }
 
 #[test]
@@ -149,54 +119,13 @@ fn a_refused_entry_does_not_hold_back_the_ones_after_it() {
 
 #[test]
 fn short_read_at_end_of_file_and_empty_past_it() {
-  let file = temp_file(b"abc");
-  let mut backend = backend(4);
-  let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-  // SAFETY: the buffers outlive the reap below.
-  unsafe {
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 1, &mut a, 1))
-      .unwrap();
-    backend
-      .push(op(Opcode::Read, file.as_raw_fd(), 10, &mut b, 2))
-      .unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(run_until_done(&mut backend, 2), [done(1, 2), done(2, 0)]);
-  assert_eq!(&a[..2], b"bc");
+  contract::short_read_at_end_of_file_and_empty_past_it(&mut backend(4));
 }
 
 #[test]
 fn errors_come_back_as_negative_errno() {
-  let mut backend = backend(4);
-  let mut bufs = [[0u8; 4]; 4];
-  let [a, b, c, d] = &mut bufs;
-  let dir = File::open(std::env::temp_dir()).unwrap();
-  let read_only = temp_file(b"data");
-  let path = format!("/proc/self/fd/{}", read_only.as_raw_fd());
-  let read_only = File::open(path).unwrap();
-  // SAFETY: the buffers outlive the reap below.
-  unsafe {
-    backend.push(op(Opcode::Read, -1, 0, a, 1)).unwrap();
-    backend
-      .push(op(Opcode::Read, dir.as_raw_fd(), 0, b, 2))
-      .unwrap();
-    backend
-      .push(op(Opcode::Write, read_only.as_raw_fd(), 0, c, 3))
-      .unwrap();
-    backend.push(op(Opcode::Read, 999_999, 0, d, 4)).unwrap();
-  }
-  backend.submit(false).unwrap();
-  assert_eq!(
-    run_until_done(&mut backend, 4),
-    // A directory reads as EISDIR through io_uring too, as through pread.
-    [
-      done(1, EBADF),
-      done(2, -(libc::EISDIR as i64)),
-      done(3, EBADF),
-      done(4, EBADF)
-    ]
-  );
+  // A directory reads as EISDIR through io_uring too, as through pread.
+  contract::errors_come_back_as_negative_errno(&mut backend(8));
 }
 
 #[test]
@@ -415,35 +344,14 @@ fn run_until_quiet(backend: &mut UringBackend) {
 
 #[test]
 fn refuses_pushes_beyond_capacity_until_reaped() {
-  let file = temp_file(b"x");
-  let fd = file.as_raw_fd();
   for capacity in [3, 8] {
-    let mut backend = backend(capacity);
-    // SAFETY: syncs carry no buffer.
-    unsafe {
-      for token in 0..capacity as u64 {
-        backend
-          .push(Operation::sync(Opcode::Fsync, fd, token))
-          .unwrap();
-      }
-      assert_eq!(
-        backend.push(Operation::sync(Opcode::Fsync, fd, 99)),
-        Err(Full)
-      );
-    }
-    backend.submit(false).unwrap();
-    run_until_done(&mut backend, capacity);
-    // SAFETY: as above.
-    unsafe {
-      for token in 0..capacity as u64 {
-        backend
-          .push(Operation::sync(Opcode::Fsync, fd, token))
-          .unwrap();
-      }
-    }
-    backend.submit(false).unwrap();
-    run_until_done(&mut backend, capacity);
+    contract::refuses_pushes_beyond_capacity_until_reaped(&mut backend(capacity));
   }
+}
+
+#[test]
+fn a_late_cancel_does_not_hit_a_later_op_with_the_same_token() {
+  contract::a_late_cancel_does_not_hit_a_later_op_with_the_same_token(&mut backend(1));
 }
 
 #[test]
@@ -501,7 +409,7 @@ fn linked_chain_runs_in_order_and_cancels_after_a_failure() {
 fn sqpoll_moves_the_right_bytes_whatever_the_kernel_grants() {
   let mut contents = vec![0u8; 64 * 1024];
   let mut rng = Rng(7);
-  contents.iter_mut().for_each(|b| *b = rng.next() as u8);
+  contents.iter_mut().for_each(|b| *b = rng.next_u64() as u8);
   let file = temp_file(&vec![0u8; contents.len()]);
   let fd = file.as_raw_fd();
   let mut backend = UringBackend::new(32, UringOptions { sqpoll: true }).unwrap();
@@ -553,73 +461,11 @@ fn sqpoll_cancels_and_drops() {
   assert_eq!(buf, [3u8; 4]);
 }
 
-/// xorshift64*, enough randomness for offsets.
-struct Rng(u64);
-
-impl Rng {
-  fn next(&mut self) -> u64 {
-    self.0 ^= self.0 >> 12;
-    self.0 ^= self.0 << 25;
-    self.0 ^= self.0 >> 27;
-    self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-  }
-}
-
 #[test]
-fn ten_thousand_random_reads_through_a_small_ring() {
-  const SIZE: usize = 1 << 20;
+fn ten_thousand_random_reads_match_the_file() {
   const CAPACITY: usize = 13;
-  let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-  let contents: Vec<u8> = (0..SIZE).map(|_| rng.next() as u8).collect();
-  let file = temp_file(&contents);
-  let fd = file.as_raw_fd();
   let mut backend = backend(CAPACITY);
-  let mut buffers = vec![[0u8; 4096]; CAPACITY];
-  // What each slot of `buffers` was asked to read: (offset, len), or None when free.
-  let mut asked: Vec<Option<(usize, usize)>> = vec![None; CAPACITY];
-  let mut issued = 0;
-  let mut checked = 0;
-  let mut out = Vec::new();
-  let deadline = Instant::now() + Duration::from_secs(60);
-  while checked < 10_000 {
-    assert!(Instant::now() < deadline, "timed out");
-    for (i, buffer) in buffers.iter_mut().enumerate() {
-      if issued == 10_000 || asked[i].is_some() {
-        continue;
-      }
-      // Some reads run past the end of the file, to see short reads among them.
-      let offset = rng.next() as usize % (SIZE + 2048);
-      let len = 1 + rng.next() as usize % 4096;
-      buffer.fill(0xAA);
-      // SAFETY: `buffers` outlives the loop, which reaps every completion.
-      let pushed = unsafe {
-        backend.push(op(
-          Opcode::Read,
-          fd,
-          offset as u64,
-          &mut buffer[..len],
-          i as u64,
-        ))
-      };
-      pushed.unwrap();
-      asked[i] = Some((offset, len));
-      issued += 1;
-    }
-    backend.submit(false).unwrap();
-    backend.reap(&mut out);
-    if out.is_empty() {
-      wait_and_reap(&mut backend, &mut out, Duration::from_millis(100));
-    }
-    for completion in out.drain(..) {
-      let i = completion.token as usize;
-      let (offset, len) = asked[i].take().unwrap();
-      let expected = &contents[offset.min(SIZE)..(offset + len).min(SIZE)];
-      assert_eq!(completion.result, expected.len() as i64);
-      assert!(buffers[i][..expected.len()] == *expected);
-      assert!(buffers[i][expected.len()..].iter().all(|&b| b == 0xAA));
-      checked += 1;
-    }
-  }
+  contract::ten_thousand_random_reads_match_the_file(&mut backend);
   assert_eq!(backend.table.outstanding, 0);
   assert_eq!(backend.table.free.len(), CAPACITY);
 }
@@ -722,7 +568,7 @@ fn cancel_storm_settles_every_operation_exactly_once() {
       if using[i].is_some() {
         continue;
       }
-      let from_pipe = rng.next() % 3 == 0;
+      let from_pipe = rng.next_u64() % 3 == 0;
       let fd = if from_pipe {
         read.as_raw_fd()
       } else {
@@ -735,21 +581,21 @@ fn cancel_storm_settles_every_operation_exactly_once() {
       let place = unsafe { backend.push(op(Opcode::Read, fd, 0, buffer, token)) }.unwrap();
       using[i] = Some((token, from_pipe, place));
     }
-    if rng.next() % 2 == 0 {
+    if rng.next_u64() % 2 == 0 {
       backend.submit(false).unwrap();
     }
     // Cancel a few at random: staged, in flight, completed but not reaped, or long gone,
     // and at places that may be another operation's, free, or beyond the table.
-    for _ in 0..rng.next() % 4 {
-      let i = (rng.next() % 8) as usize;
+    for _ in 0..rng.next_u64() % 4 {
+      let i = (rng.next_u64() % 8) as usize;
       match using[i] {
-        Some((token, _, place)) if rng.next() % 4 != 0 => backend.cancel(token, place),
+        Some((token, _, place)) if rng.next_u64() % 4 != 0 => backend.cancel(token, place),
         _ => {
-          let place = match rng.next() % 4 {
+          let place = match rng.next_u64() % 4 {
             0 => u32::MAX,
-            _ => (rng.next() % 16) as Place,
+            _ => (rng.next_u64() % 16) as Place,
           };
-          backend.cancel(rng.next() % (next_token << 8).max(1), place)
+          backend.cancel(rng.next_u64() % (next_token << 8).max(1), place)
         }
       }
     }
@@ -773,7 +619,7 @@ fn cancel_storm_settles_every_operation_exactly_once() {
       settled += 1;
     }
     // Pipe reads nobody cancelled block forever: cancel them all now and then.
-    if rng.next() % 8 == 0 {
+    if rng.next_u64() % 8 == 0 {
       for (token, _, place) in using.iter().flatten().filter(|(_, pipe, _)| *pipe) {
         backend.cancel(*token, *place);
       }
@@ -830,19 +676,7 @@ fn a_cancel_names_its_operation_by_place_and_token() {
 
 #[test]
 fn ready_says_whether_a_reap_finds_something() {
-  let file = temp_file(b"abc");
-  let mut backend = backend(4);
-  let mut buf = [0u8; 3];
-  assert!(!backend.ready(), "an idle ring has nothing");
-  // SAFETY: the buffer outlives the reap below.
-  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
-  backend.submit(false).unwrap();
-  wait_until_ready(&backend);
-  assert!(backend.ready(), "ready until reaped");
-  let mut out = Vec::new();
-  backend.reap(&mut out);
-  assert_eq!(out, [done(1, 3)]);
-  assert!(!backend.ready(), "nothing left after the reap");
+  contract::ready_says_whether_a_reap_finds_something(&mut backend(4));
 }
 
 #[test]
@@ -1048,14 +882,4 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
     buffers[3].iter().all(|&b| b == 0),
     "the cancelled read touched its buffer"
   );
-}
-
-fn notifier_is_readable(backend: &UringBackend) -> bool {
-  let mut pfd = libc::pollfd {
-    fd: backend.notifier().fd(),
-    events: libc::POLLIN,
-    revents: 0,
-  };
-  // SAFETY: one valid pollfd, no wait.
-  unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }

@@ -1,5 +1,8 @@
 //! What every backend crate's tests need (the `testing` feature, for dev-dependencies):
-//! operations over test buffers, temporary files, and reaping until a count arrived.
+//! operations over test buffers, temporary files, reaping until a count arrived, and in
+//! [`contract`] the checks of what every backend promises.
+
+pub mod contract;
 
 use std::fs::File;
 use std::io::Write;
@@ -76,6 +79,27 @@ pub fn run_until_done(backend: &mut dyn Backend, count: usize) -> Vec<Completion
   out
 }
 
+/// Waits (10 s at most) until a reap would find something, without reaping.
+pub fn wait_until_ready(backend: &dyn Backend) {
+  let deadline = Instant::now() + Duration::from_secs(10);
+  while !backend.ready() {
+    assert!(Instant::now() < deadline, "nothing became ready");
+    std::thread::sleep(Duration::from_millis(1));
+  }
+}
+
+/// Whether `backend`'s notifier is readable now; neither waits nor clears it.
+pub fn notifier_is_readable(backend: &dyn Backend) -> bool {
+  let mut pfd = libc::pollfd {
+    fd: backend.notifier().fd(),
+    events: libc::POLLIN,
+    revents: 0,
+  };
+  // SAFETY: one valid pollfd, on a descriptor the notifier keeps open while `backend` is
+  // borrowed; a timeout of 0 never waits.
+  unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
+}
+
 /// Reaps for a while (50 ms) and asserts that nothing completes.
 pub fn assert_nothing_completes(backend: &mut dyn Backend) {
   let mut out = Vec::new();
@@ -89,4 +113,17 @@ pub fn assert_nothing_completes(backend: &mut dyn Backend) {
 /// Results of `done`, in its order.
 pub fn results(done: &[Completion]) -> Vec<i64> {
   done.iter().map(|c| c.result).collect()
+}
+
+/// xorshift64*: reproducible bytes, offsets and choices without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+  /// The next number of the sequence (a seed of 0 stays 0).
+  pub fn next_u64(&mut self) -> u64 {
+    self.0 ^= self.0 >> 12;
+    self.0 ^= self.0 << 25;
+    self.0 ^= self.0 >> 27;
+    self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+  }
 }

@@ -1,0 +1,288 @@
+//! What every backend promises, checked once: each backend's tests call these on a backend
+//! of their own making, one `#[test]` per check, so that each backend names and runs every
+//! check that applies to it.
+//!
+//! A check panics (fails its test) when the backend breaks the promise it is named after.
+//! The backend passed in must be fresh: nothing pushed, nothing outstanding.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::{done, linked, op, results, run_until_done, temp_file, wait_until_ready, Rng};
+use crate::{Backend, Full, Opcode, Operation, Submitted};
+
+const EBADF: i64 = -(libc::EBADF as i64);
+const ECANCELED: i64 = -(libc::ECANCELED as i64);
+const EISDIR: i64 = -(libc::EISDIR as i64);
+
+/// A write, an fsync and an fdatasync complete with their results, and a read then sees what
+/// was written. Neither submit says completions come soon. Needs a capacity of 3.
+pub fn reads_writes_and_syncs(backend: &mut dyn Backend) {
+  let file = temp_file(b"hello world");
+  let fd = file.as_raw_fd();
+  let mut payload = *b"HELLO";
+  let mut back = [0u8; 11];
+  // SAFETY: the buffers outlive run_until_done, which reaps every completion.
+  unsafe {
+    backend
+      .push(op(Opcode::Write, fd, 0, &mut payload, 1))
+      .unwrap();
+    backend.push(Operation::sync(Opcode::Fsync, fd, 2)).unwrap();
+    backend
+      .push(Operation::sync(Opcode::Fdatasync, fd, 3))
+      .unwrap();
+  }
+  assert_eq!(backend.submit(false).unwrap(), Submitted::default());
+  assert_eq!(
+    run_until_done(backend, 3),
+    [done(1, 5), done(2, 0), done(3, 0)]
+  );
+  // SAFETY: as above.
+  unsafe { backend.push(op(Opcode::Read, fd, 0, &mut back, 4)) }.unwrap();
+  assert_eq!(backend.submit(false).unwrap(), Submitted::default());
+  assert_eq!(run_until_done(backend, 1), [done(4, 11)]);
+  assert_eq!(&back, b"HELLO world");
+}
+
+/// A read that runs over the end of the file returns what there is; one past the end
+/// returns 0. Needs a capacity of 2.
+pub fn short_read_at_end_of_file_and_empty_past_it(backend: &mut dyn Backend) {
+  let file = temp_file(b"abc");
+  let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
+  // SAFETY: the buffers outlive the reap below.
+  unsafe {
+    backend
+      .push(op(Opcode::Read, file.as_raw_fd(), 1, &mut a, 1))
+      .unwrap();
+    backend
+      .push(op(Opcode::Read, file.as_raw_fd(), 10, &mut b, 2))
+      .unwrap();
+  }
+  backend.submit(false).unwrap();
+  assert_eq!(run_until_done(backend, 2), [done(1, 2), done(2, 0)]);
+  assert_eq!(&a[..2], b"bc");
+}
+
+/// Failures complete with the negative errno the plain system call gives (a bad descriptor,
+/// a directory, a write to a read-only descriptor, a descriptor nobody opened), and do not
+/// hold back the good operations among them. Needs a capacity of 6.
+pub fn errors_come_back_as_negative_errno(backend: &mut dyn Backend) {
+  let file = temp_file(b"abcdef");
+  let dir = File::open(std::env::temp_dir()).unwrap();
+  let writable = temp_file(b"data");
+  let read_only = File::open(format!("/proc/self/fd/{}", writable.as_raw_fd())).unwrap();
+  let mut bufs = [[0u8; 3]; 6];
+  let [a, b, c, d, e, f] = &mut bufs;
+  // SAFETY: the buffers outlive the reap below.
+  unsafe {
+    backend
+      .push(op(Opcode::Read, file.as_raw_fd(), 0, a, 1))
+      .unwrap();
+    backend.push(op(Opcode::Read, -1, 0, b, 2)).unwrap();
+    backend
+      .push(op(Opcode::Read, file.as_raw_fd(), 3, c, 3))
+      .unwrap();
+    backend
+      .push(op(Opcode::Read, dir.as_raw_fd(), 0, d, 4))
+      .unwrap();
+    backend
+      .push(op(Opcode::Write, read_only.as_raw_fd(), 0, e, 5))
+      .unwrap();
+    backend.push(op(Opcode::Read, 999_999, 0, f, 6)).unwrap();
+  }
+  backend.submit(false).unwrap();
+  assert_eq!(
+    results(&run_until_done(backend, 6)),
+    [3, EBADF, 3, EISDIR, EBADF, EBADF]
+  );
+  assert_eq!((&bufs[0], &bufs[2]), (b"abc", b"def"));
+}
+
+/// Once `capacity` operations are outstanding a push is refused with [`Full`], and stays
+/// refused while their completions wait unreaped, even after the work is done; reaping
+/// them makes room for `capacity` more.
+pub fn refuses_pushes_beyond_capacity_until_reaped(backend: &mut dyn Backend) {
+  let file = temp_file(b"x");
+  let fd = file.as_raw_fd();
+  let capacity = backend.traits().capacity as u64;
+  let fsync = |token| Operation::sync(Opcode::Fsync, fd, token);
+  // SAFETY: syncs carry no buffer.
+  unsafe {
+    for token in 0..capacity {
+      backend.push(fsync(token)).unwrap();
+    }
+    assert_eq!(backend.push(fsync(99)), Err(Full));
+  }
+  backend.submit(false).unwrap();
+  std::thread::sleep(Duration::from_millis(20));
+  // SAFETY: as above.
+  assert_eq!(unsafe { backend.push(fsync(99)) }, Err(Full));
+  run_until_done(backend, capacity as usize);
+  // SAFETY: as above.
+  unsafe {
+    for token in 0..capacity {
+      backend.push(fsync(token)).unwrap();
+    }
+  }
+  backend.submit(false).unwrap();
+  let again = run_until_done(backend, capacity as usize);
+  assert!(again.iter().all(|c| c.result == 0), "{again:?}");
+}
+
+/// A backend that declares no links ignores the link flag: a failing "chain head" cancels
+/// nothing after it, since chains are the scheduler's. Needs a capacity of 2.
+pub fn links_are_ignored_so_a_failure_cancels_nothing(backend: &mut dyn Backend) {
+  assert!(!backend.traits().links, "this backend declares links");
+  let file = temp_file(b"abc");
+  let mut byte = *b"x";
+  // SAFETY: `byte` outlives the reap below.
+  unsafe {
+    backend
+      .push(linked(op(Opcode::Write, -1, 0, &mut byte, 1)))
+      .unwrap();
+    backend
+      .push(Operation::sync(Opcode::Fdatasync, file.as_raw_fd(), 2))
+      .unwrap();
+  }
+  backend.submit(false).unwrap();
+  assert_eq!(run_until_done(backend, 2), [done(1, EBADF), done(2, 0)]);
+}
+
+/// A cancel before the submit withdraws a staged operation: it completes with `-ECANCELED`
+/// at once (signalling the notifier), never runs, and the operation pushed beside it runs
+/// as usual. Needs a capacity of 2.
+pub fn cancel_before_submit_withdraws_a_staged_op(backend: &mut dyn Backend) {
+  let file = temp_file(b"abc");
+  let fd = file.as_raw_fd();
+  let (mut lost, mut back) = (*b"xyz", [0u8; 3]);
+  // SAFETY: both buffers outlive the reap below.
+  let place = unsafe {
+    let place = backend
+      .push(op(Opcode::Write, fd, 0, &mut lost, 1))
+      .unwrap();
+    backend.push(op(Opcode::Read, fd, 0, &mut back, 2)).unwrap();
+    place
+  };
+  backend.cancel(1, place);
+  assert!(
+    backend.notifier().clear(),
+    "a cancel settled outside a reap signals"
+  );
+  backend.submit(false).unwrap();
+  assert_eq!(run_until_done(backend, 2), [done(1, ECANCELED), done(2, 3)]);
+  assert_eq!(&back, b"abc", "the cancelled write never ran");
+}
+
+/// A cancel for an operation already reaped does nothing, even to a later operation with
+/// the same token at the same place. Needs a capacity of 1.
+pub fn a_late_cancel_does_not_hit_a_later_op_with_the_same_token(backend: &mut dyn Backend) {
+  let file = temp_file(b"");
+  let mut bytes = *b"xy";
+  for round in 0..3u64 {
+    // SAFETY: `bytes` outlives the reap below.
+    let place = unsafe {
+      backend.push(op(
+        Opcode::Write,
+        file.as_raw_fd(),
+        round * 2,
+        &mut bytes,
+        7,
+      ))
+    }
+    .unwrap();
+    backend.submit(false).unwrap();
+    assert_eq!(run_until_done(backend, 1), [done(7, 2)]);
+    // Reaped already: nothing to cancel, and nothing may be remembered for token 7.
+    backend.cancel(7, place);
+  }
+  let mut back = [0u8; 8];
+  // SAFETY: `back` outlives the reap below.
+  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut back, 8)) }.unwrap();
+  backend.submit(false).unwrap();
+  assert_eq!(run_until_done(backend, 1), [done(8, 6)]);
+  assert_eq!(&back[..6], b"xyxyxy");
+}
+
+/// `ready` is false with nothing done, true once a completion waits (and until it is
+/// reaped), false again after the reap that took it. Only for backends whose `ready` sees
+/// the kernel's completions. Needs a capacity of 1.
+pub fn ready_says_whether_a_reap_finds_something(backend: &mut dyn Backend) {
+  let file = temp_file(b"abc");
+  let mut buf = [0u8; 3];
+  assert!(!backend.ready(), "an idle backend has nothing");
+  // SAFETY: the buffer outlives the reap below.
+  unsafe { backend.push(op(Opcode::Read, file.as_raw_fd(), 0, &mut buf, 1)) }.unwrap();
+  backend.submit(false).unwrap();
+  wait_until_ready(backend);
+  assert!(backend.ready(), "ready until reaped");
+  let mut out = Vec::new();
+  backend.reap(&mut out);
+  assert_eq!(out, [done(1, 3)]);
+  assert!(!backend.ready(), "nothing left after the reap");
+  assert_eq!(&buf, b"abc");
+}
+
+/// Ten thousand reads of random lengths at random offsets, some running past the end of
+/// the file, `capacity` at a time: each returns exactly the file's bytes there and touches
+/// nothing of its buffer beyond them.
+pub fn ten_thousand_random_reads_match_the_file(backend: &mut dyn Backend) {
+  const SIZE: usize = 1 << 20;
+  const TOTAL: usize = 10_000;
+  let capacity = backend.traits().capacity;
+  let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+  let contents: Vec<u8> = (0..SIZE).map(|_| rng.next_u64() as u8).collect();
+  let file = temp_file(&contents);
+  let fd = file.as_raw_fd();
+  let mut buffers = vec![[0u8; 4096]; capacity];
+  // What each of `buffers` was asked to read: (offset, len), or None when free.
+  let mut asked: Vec<Option<(usize, usize)>> = vec![None; capacity];
+  let (mut issued, mut checked) = (0, 0);
+  let mut out = Vec::new();
+  let deadline = Instant::now() + Duration::from_secs(60);
+  while checked < TOTAL {
+    assert!(Instant::now() < deadline, "timed out");
+    for (i, buffer) in buffers.iter_mut().enumerate() {
+      if issued == TOTAL || asked[i].is_some() {
+        continue;
+      }
+      let offset = rng.next_u64() as usize % (SIZE + 2048);
+      let len = 1 + rng.next_u64() as usize % 4096;
+      buffer.fill(0xAA);
+      let read = op(
+        Opcode::Read,
+        fd,
+        offset as u64,
+        &mut buffer[..len],
+        i as u64,
+      );
+      // SAFETY: `buffers` outlives the loop, which reaps every completion, and a buffer is
+      // reused only after its completion was reaped.
+      unsafe { backend.push(read) }.unwrap();
+      asked[i] = Some((offset, len));
+      issued += 1;
+    }
+    backend.submit(false).unwrap();
+    backend.reap(&mut out);
+    if out.is_empty() {
+      if !backend.ready() {
+        crate::sys::wait_readable(backend.notifier().fd(), Duration::from_millis(100));
+      }
+      backend.notifier().clear();
+      backend.reap(&mut out);
+    }
+    for completion in out.drain(..) {
+      let i = completion.token as usize;
+      let (offset, len) = asked[i].take().expect("one completion per read");
+      let expected = &contents[offset.min(SIZE)..(offset + len).min(SIZE)];
+      assert_eq!(
+        completion.result,
+        expected.len() as i64,
+        "read {len} at {offset}"
+      );
+      assert!(buffers[i][..expected.len()] == *expected);
+      assert!(buffers[i][expected.len()..].iter().all(|&b| b == 0xAA));
+      checked += 1;
+    }
+  }
+}
