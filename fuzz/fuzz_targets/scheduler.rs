@@ -211,6 +211,11 @@ impl Model {
         self.pending() > 0,
         "has_deliveries"
       );
+      assert_eq!(
+        self.s.busy(),
+        unsettled > 0 || self.pending() > 0 || self.wire_busy,
+        "busy"
+      );
     }
   }
 

@@ -38,19 +38,29 @@ impl InlineSpin {
   /// Spins until `ready()` says a completion is there (true) or the budget for
   /// `outstanding` operations has passed (false; later calls then skip the spin for a
   /// while). Skipped calls return false at once.
-  pub fn wait(&mut self, outstanding: usize, mut ready: impl FnMut() -> bool) -> bool {
+  pub fn wait(&mut self, outstanding: usize, ready: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    self.wait_on(outstanding, ready, || start.elapsed())
+  }
+
+  /// [`InlineSpin::wait`] on the clock `elapsed`, the time since the spin began.
+  fn wait_on(
+    &mut self,
+    outstanding: usize,
+    mut ready: impl FnMut() -> bool,
+    mut elapsed: impl FnMut() -> Duration,
+  ) -> bool {
     if self.skip > 0 {
       self.skip -= 1;
       return false;
     }
     let budget = (SPIN + SPIN_PER_OP * outstanding.min(u32::MAX as usize) as u32).min(SPIN_MAX);
-    let start = Instant::now();
     loop {
       if ready() {
         self.backoff = 1;
         return true;
       }
-      if start.elapsed() >= budget {
+      if elapsed() >= budget {
         self.skip = self.backoff;
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         return false;
@@ -64,28 +74,66 @@ impl InlineSpin {
 mod tests {
   use super::*;
 
+  /// A clock that moves 1 µs each time it is read: the tests do not depend on how fast
+  /// they run (under Miri or valgrind a real 10 µs is a few instructions).
+  fn ticking() -> impl FnMut() -> Duration {
+    let mut now = Duration::ZERO;
+    move || {
+      now += Duration::from_micros(1);
+      now
+    }
+  }
+
+  fn wait(spin: &mut InlineSpin, outstanding: usize, ready: impl FnMut() -> bool) -> bool {
+    spin.wait_on(outstanding, ready, ticking())
+  }
+
   #[test]
-  // Its third poll must come within the 10 µs budget: Miri's clock is too slow for that.
-  #[cfg_attr(miri, ignore)]
   fn a_miss_skips_the_next_calls_doubling_and_a_hit_resets() {
     let mut spin = InlineSpin::default();
-    assert!(spin.wait(0, || true), "ready at once");
-    assert!(!spin.wait(0, || false), "a miss");
-    assert!(!spin.wait(0, || true), "the call after one miss is skipped");
-    assert!(!spin.wait(0, || false), "a second miss");
+    assert!(wait(&mut spin, 0, || true), "ready at once");
+    assert!(!wait(&mut spin, 0, || false), "a miss");
+    assert!(
+      !wait(&mut spin, 0, || true),
+      "the call after one miss is skipped"
+    );
+    assert!(!wait(&mut spin, 0, || false), "a second miss");
     for _ in 0..2 {
       assert!(
-        !spin.wait(0, || true),
+        !wait(&mut spin, 0, || true),
         "two calls skipped after a second miss"
       );
     }
     let mut polls = 0;
-    assert!(spin.wait(0, || {
+    assert!(wait(&mut spin, 0, || {
       polls += 1;
       polls == 3
     }));
-    assert!(!spin.wait(0, || false), "after a hit, a miss again");
-    assert!(!spin.wait(0, || true), "skips one call, not four");
-    assert!(spin.wait(0, || true));
+    assert!(!wait(&mut spin, 0, || false), "after a hit, a miss again");
+    assert!(!wait(&mut spin, 0, || true), "skips one call, not four");
+    assert!(wait(&mut spin, 0, || true));
+  }
+
+  #[test]
+  fn the_budget_grows_with_the_operations_outstanding_up_to_its_cap() {
+    let polls_until_a_miss = |outstanding: usize| {
+      let mut spin = InlineSpin::default();
+      let mut polls = 0;
+      assert!(!wait(&mut spin, outstanding, || {
+        polls += 1;
+        false
+      }));
+      polls
+    };
+    // One poll per microsecond of the ticking clock, and one more that sees the budget out.
+    assert_eq!(polls_until_a_miss(0), 10);
+    assert_eq!(polls_until_a_miss(4), 16);
+    assert_eq!(polls_until_a_miss(usize::MAX), 200);
+  }
+
+  #[test]
+  fn the_real_clock_ends_a_spin_that_never_sees_a_completion() {
+    let mut spin = InlineSpin::default();
+    assert!(!spin.wait(0, || false));
   }
 }
