@@ -41,8 +41,8 @@ pub const READS_IF_CACHED: bool = cfg!(all(target_os = "linux", target_pointer_w
 /// `preadv2(RWF_NOWAIT)`: the bytes if the page cache has all of them (or the read ends at
 /// end of file), `None` when the read must be done the waiting way: not cached, a kernel
 /// or file system without `RWF_NOWAIT`, or any error, which the waiting read then reports
-/// as it stands. Not for files opened with `O_DIRECT` (see [`DirectIoMemo`]), whose reads
-/// wait for the device even so.
+/// as it stands. Not for files opened with `O_DIRECT`, whose reads wait for the device even
+/// so: [`read_if_cached_unless_direct`] leaves those out.
 ///
 /// # Safety
 /// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
@@ -85,6 +85,27 @@ pub unsafe fn read_if_cached(op: &Operation) -> Option<i64> {
   None
 }
 
+/// [`read_if_cached`], unless `op.fd` was opened with `O_DIRECT` (asked of `direct`, which
+/// remembers the answer for a run of reads on one descriptor): then `None` without a read.
+/// A direct read bypasses the page cache, so `RWF_NOWAIT` has no cached bytes to answer it
+/// with and the read waits for the device even so, which would stall the calling thread
+/// that this read is meant to spare. Such reads belong to whatever does the waiting reads.
+///
+/// # Safety
+/// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
+/// rule, crate docs).
+pub unsafe fn read_if_cached_unless_direct(
+  op: &Operation,
+  direct: &mut DirectIoMemo,
+) -> Option<i64> {
+  if direct.is_direct(op.fd) {
+    return None;
+  }
+  // SAFETY: the caller upholds the buffer rule for `op.buf`/`op.len`, as this function's
+  // own contract demands.
+  unsafe { read_if_cached(op) }
+}
+
 /// Elsewhere every read is done the waiting way.
 ///
 /// # Safety
@@ -92,4 +113,109 @@ pub unsafe fn read_if_cached(op: &Operation) -> Option<i64> {
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 pub unsafe fn read_if_cached(_op: &Operation) -> Option<i64> {
   None
+}
+
+#[cfg(test)]
+mod tests {
+  use std::fs::{File, OpenOptions};
+  use std::io::Write;
+  use std::os::fd::AsRawFd;
+  use std::path::PathBuf;
+
+  use super::*;
+  use crate::{Opcode, Share};
+
+  /// A file of `contents` in the temporary directory, removed when dropped.
+  struct TempFile {
+    path: PathBuf,
+    file: File,
+  }
+
+  impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> TempFile {
+      let path = std::env::temp_dir().join(format!("caio-core-{name}-{}", std::process::id()));
+      let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+      file.write_all(contents).unwrap();
+      TempFile { path, file }
+    }
+  }
+
+  impl Drop for TempFile {
+    fn drop(&mut self) {
+      let _ = std::fs::remove_file(&self.path);
+    }
+  }
+
+  fn read_of(fd: RawFd, buf: &mut [u8]) -> Operation {
+    Operation {
+      opcode: Opcode::Read,
+      fd,
+      offset: 0,
+      buf: buf.as_mut_ptr(),
+      len: buf.len() as u32,
+      token: 1,
+      priority: 0,
+      link: false,
+      share: Share::Here,
+    }
+  }
+
+  #[test]
+  fn reads_a_buffered_descriptor_as_read_if_cached_does() {
+    let temp = TempFile::new("buffered", b"cached bytes");
+    let mut buf = [0u8; 12];
+    let op = read_of(temp.file.as_raw_fd(), &mut buf);
+    let mut direct = DirectIoMemo::default();
+    // SAFETY: `buf` outlives both calls and nothing else touches it.
+    let (answered, plain) = unsafe {
+      (
+        read_if_cached_unless_direct(&op, &mut direct),
+        read_if_cached(&op),
+      )
+    };
+    // A file system without RWF_NOWAIT answers neither; one with it, both.
+    assert_eq!(answered, plain);
+    if answered.is_some() {
+      assert_eq!(answered, Some(12));
+      assert_eq!(&buf, b"cached bytes");
+    }
+  }
+
+  #[test]
+  fn leaves_a_direct_descriptor_to_the_waiting_read_without_touching_the_buffer() {
+    let temp = TempFile::new("direct", b"cached bytes");
+    let fd = temp.file.as_raw_fd();
+    let mut buf = [0u8; 12];
+    let op = read_of(fd, &mut buf);
+    // The memo's answer is what decides: a file system without O_DIRECT (tmpfs) cannot
+    // give this test a direct descriptor, so the memo is told one.
+    let mut direct = DirectIoMemo {
+      last: Some((fd, true)),
+    };
+    // SAFETY: `buf` outlives the call and nothing else touches it.
+    let answered = unsafe { read_if_cached_unless_direct(&op, &mut direct) };
+    assert_eq!(answered, None);
+    assert_eq!(buf, [0u8; 12], "a direct read is not tried here");
+  }
+
+  #[test]
+  fn the_memo_asks_again_after_forgetting() {
+    let temp = TempFile::new("memo", b"");
+    let fd = temp.file.as_raw_fd();
+    let mut direct = DirectIoMemo {
+      last: Some((fd, true)),
+    };
+    assert!(direct.is_direct(fd), "remembered");
+    direct.forget();
+    assert!(
+      !direct.is_direct(fd),
+      "asked the descriptor: opened without O_DIRECT"
+    );
+  }
 }

@@ -20,6 +20,8 @@
 pub mod cached;
 pub mod errno;
 #[cfg(unix)]
+pub mod local;
+#[cfg(unix)]
 mod notifier;
 #[cfg(unix)]
 pub mod sys;

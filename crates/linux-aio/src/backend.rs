@@ -5,6 +5,7 @@ use std::io;
 use std::mem::size_of;
 use std::ptr::NonNull;
 
+use caio_core::local::LocalCompletions;
 use caio_core::sys::perform_blocking;
 use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation, Place, Submitted, Traits};
 
@@ -48,8 +49,11 @@ pub struct AioBackend {
   free: Vec<u32>,
   /// Iocbs for the next `io_submit`, in push order.
   staged: Vec<*mut Iocb>,
-  /// Completions made here (refused at submission, cancelled before it) awaiting a reap.
-  local: Vec<Completion>,
+  /// Completions made here (refused at submission, cancelled before it) awaiting a reap,
+  /// and the quiet a `reap_follows` submit asks for them until
+  /// [`Backend::signal_completions`]. The kernel's own completions always signal (through
+  /// `IOCB_FLAG_RESFD`), quiet or not.
+  local: LocalCompletions,
   /// Room for `io_getevents`.
   events: Box<[IoEvent]>,
   capacity: usize,
@@ -57,10 +61,6 @@ pub struct AioBackend {
   outstanding: usize,
   /// Submitted and not yet completed.
   in_flight: usize,
-  /// A `reap_follows` submit asked for local completions not to signal the notifier until
-  /// [`Backend::signal_completions`]. The kernel's own completions always signal (through
-  /// `IOCB_FLAG_RESFD`), whatever this says.
-  quiet: bool,
 }
 
 // SAFETY: the raw pointers refer to memory this backend owns (the iocb slab, and the ring
@@ -97,12 +97,11 @@ impl AioBackend {
       slots: vec![Slot::Free; capacity].into_boxed_slice(),
       free: (0..capacity as u32).rev().collect(),
       staged: Vec::with_capacity(capacity),
-      local: Vec::with_capacity(capacity),
+      local: LocalCompletions::with_capacity(capacity),
       events: vec![IoEvent::default(); capacity].into_boxed_slice(),
       capacity,
       outstanding: 0,
       in_flight: 0,
-      quiet: false,
     })
   }
 
@@ -116,14 +115,6 @@ impl AioBackend {
   /// The slot index of an iocb of the slab.
   fn index_of(&self, iocb: *mut Iocb) -> usize {
     (iocb as usize - self.iocbs.as_ptr() as usize) / size_of::<Iocb>()
-  }
-
-  /// Signals the notifier for completions made here, unless a `reap_follows` submit asked
-  /// for quiet (then [`Backend::signal_completions`] does it).
-  fn announce_local(&self) {
-    if !self.quiet {
-      self.notifier.signal();
-    }
   }
 
   /// Hands the staged iocbs to the kernel, completing into `out` those it refuses.
@@ -323,16 +314,16 @@ impl Backend for AioBackend {
   /// completions of refusals depend on `reap_follows`.
   fn submit(&mut self, reap_follows: bool) -> io::Result<Submitted> {
     if reap_follows {
-      self.quiet = true;
+      self.local.begin_quiet();
     }
     if !self.staged.is_empty() {
       let mut local = std::mem::take(&mut self.local);
       let before = local.len();
-      self.submit_staged(&mut local);
+      self.submit_staged(local.list_mut());
       let refused = local.len() > before;
       self.local = local;
       if refused {
-        self.announce_local();
+        self.local.announce(&self.notifier);
       }
     }
     Ok(Submitted::default())
@@ -340,7 +331,7 @@ impl Backend for AioBackend {
 
   fn reap(&mut self, out: &mut Vec<Completion>) {
     let before = out.len();
-    out.append(&mut self.local);
+    self.local.drain_into(out);
     loop {
       // Operations left staged by an `EAGAIN` go in as soon as harvesting gave the kernel
       // room back, even when their retry would otherwise have nothing to wake it.
@@ -390,17 +381,14 @@ impl Backend for AioBackend {
     };
     if cancelled {
       let mut local = std::mem::take(&mut self.local);
-      self.complete(index, ECANCELED, &mut local);
+      self.complete(index, ECANCELED, local.list_mut());
       self.local = local;
-      self.announce_local();
+      self.local.announce(&self.notifier);
     }
   }
 
   fn signal_completions(&mut self) {
-    self.quiet = false;
-    if !self.local.is_empty() {
-      self.notifier.signal();
-    }
+    self.local.end_quiet(&self.notifier);
   }
 
   fn notifier(&self) -> &Notifier {

@@ -36,7 +36,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use caio_core::cached::{read_if_cached, DirectIoMemo, READS_IF_CACHED};
+use caio_core::cached::{read_if_cached_unless_direct, DirectIoMemo, READS_IF_CACHED};
+use caio_core::local::LocalCompletions;
 use caio_core::{
   Backend, Completion, Full, Notifier, Opcode, Operation, Place, Share, Submitted, Traits,
 };
@@ -52,15 +53,14 @@ pub struct ThreadBackend {
   workers: Vec<JoinHandle<()>>,
   /// Pushed since the last submit.
   staged: Vec<Operation>,
-  /// Completed on the submitting thread by `submit`, not yet reaped.
-  done_here: Vec<Completion>,
+  /// Completed on the submitting thread by `submit`, not yet reaped, and the quiet of a
+  /// `reap_follows` submit: answers found here then need no signal, since the caller reaps
+  /// them right away.
+  done_here: LocalCompletions,
   /// Reads `submit` tries on the submitting thread (kept for its allocation).
   trying: Vec<Operation>,
   /// Reads `submit` hands the pool as a share (kept for its allocation).
   sharing: Vec<Operation>,
-  /// Set by a `reap_follows` submit until `signal_completions`: answers found on this
-  /// thread then need no signal, since the caller reaps them right away.
-  quiet: bool,
   capacity: usize,
   /// Pushed and not yet reaped.
   outstanding: usize,
@@ -77,10 +77,9 @@ impl ThreadBackend {
       shared,
       workers: Vec::with_capacity(pool_size),
       staged: Vec::with_capacity(capacity),
-      done_here: Vec::new(),
+      done_here: LocalCompletions::default(),
       trying: Vec::new(),
       sharing: Vec::new(),
-      quiet: false,
       capacity,
       outstanding: 0,
     };
@@ -126,15 +125,9 @@ impl ThreadBackend {
     let mut direct = DirectIoMemo::default();
     let done_here = &mut self.done_here;
     trying.retain_mut(|op| {
-      // O_DIRECT reads wait for the device even with RWF_NOWAIT: they go to the pool.
-      let answered = if direct.is_direct(op.fd) {
-        None
-      } else {
-        // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
-        // bytes until this operation's completion is reaped, which is after this call.
-        unsafe { read_if_cached(op) }
-      };
-      match answered {
+      // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
+      // bytes until this operation's completion is reaped, which is after this call.
+      match unsafe { read_if_cached_unless_direct(op, &mut direct) } {
         Some(result) => {
           done_here.push(Completion {
             token: op.token,
@@ -142,6 +135,7 @@ impl ThreadBackend {
           });
           false
         }
+        // Not cached, or opened with O_DIRECT: the pool does the waiting read.
         None => {
           op.share = Share::Alone;
           true
@@ -175,7 +169,9 @@ impl Backend for ThreadBackend {
   }
 
   fn submit(&mut self, reap_follows: bool) -> io::Result<Submitted> {
-    self.quiet = reap_follows;
+    if reap_follows {
+      self.done_here.begin_quiet();
+    }
     let mut submitted = Submitted::default();
     if !self.staged.is_empty() {
       let mut trying = std::mem::take(&mut self.trying);
@@ -192,17 +188,16 @@ impl Backend for ThreadBackend {
       self.shared.hand_to_pool(trying.drain(..));
       self.trying = trying;
     }
-    if !self.quiet && !self.done_here.is_empty() {
-      self.shared.notifier.signal();
+    if !reap_follows {
+      // Every submit says for itself whether a reap follows: without one, any quiet an
+      // earlier submit left open ends here, and what was completed here is announced.
+      self.done_here.end_quiet(&self.shared.notifier);
     }
     Ok(submitted)
   }
 
   fn reap(&mut self, out: &mut Vec<Completion>) {
-    if !self.done_here.is_empty() {
-      self.outstanding -= self.done_here.len();
-      out.append(&mut self.done_here);
-    }
+    self.outstanding -= self.done_here.drain_into(out);
     if self.shared.done_count.load(Ordering::Acquire) == 0 {
       return;
     }
@@ -230,11 +225,7 @@ impl Backend for ThreadBackend {
   }
 
   fn signal_completions(&mut self) {
-    self.quiet = false;
-    if !self.done_here.is_empty() {
-      // Completed here while the caller meant to reap, and it did not reap them all.
-      self.shared.notifier.signal();
-    }
+    self.done_here.end_quiet(&self.shared.notifier);
   }
 
   fn notifier(&self) -> &Notifier {

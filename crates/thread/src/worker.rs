@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
-use caio_core::cached::{read_if_cached, DirectIoMemo};
+use caio_core::cached::{read_if_cached_unless_direct, DirectIoMemo};
 use caio_core::sys::perform_blocking;
 use caio_core::{Completion, Operation, Share};
 
@@ -40,18 +40,12 @@ pub(crate) fn run_worker(shared: &Shared, index: usize) {
       let result = if hand.was_cancelled(op.token) {
         cancelled(op.token).result
       } else if is_share(&op) {
-        // Only what the page cache answers at once; the rest goes back to the queue for the
-        // whole pool, so that device reads run in parallel. O_DIRECT reads wait for the
-        // device even with RWF_NOWAIT.
-        let answered = if direct.is_direct(op.fd) {
-          None
-        } else {
-          // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for
-          // `op.len` bytes until this operation's completion is reaped, which is after
-          // `finish_take` below posts it.
-          unsafe { read_if_cached(&op) }
-        };
-        match answered {
+        // Only what the page cache answers at once; the rest (O_DIRECT reads among it) goes
+        // back to the queue for the whole pool, so that device reads run in parallel.
+        // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
+        // bytes until this operation's completion is reaped, which is after `finish_take`
+        // below posts it.
+        match unsafe { read_if_cached_unless_direct(&op, &mut direct) } {
           Some(result) => result,
           None => {
             uncached.push(Operation {

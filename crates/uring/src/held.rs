@@ -8,7 +8,7 @@
 //! once submitted it is done, as a read the kernel already finished cannot be cancelled
 //! either.
 
-use caio_core::cached::{read_if_cached, DirectIoMemo, READS_IF_CACHED};
+use caio_core::cached::{read_if_cached_unless_direct, DirectIoMemo, READS_IF_CACHED};
 use caio_core::{Opcode, Operation, Share};
 
 use crate::ring::build_entry;
@@ -40,10 +40,8 @@ impl UringBackend {
     self.held.swap_remove(position);
     self
       .table
-      .settle(index, -libc::ECANCELED, &mut self.done_here);
-    if !self.quiet {
-      self.notifier.signal();
-    }
+      .settle(index, -libc::ECANCELED, self.done_here.list_mut());
+    self.done_here.announce(&self.notifier);
     true
   }
 
@@ -52,22 +50,19 @@ impl UringBackend {
   pub(crate) fn run_held(&mut self) {
     let mut held = std::mem::take(&mut self.held);
     let mut missed = 0;
-    if self.quiet && !self.closing {
+    if self.done_here.is_quiet() && !self.closing {
       let mut direct = DirectIoMemo::default();
       for position in 0..held.len() {
         let index = held[position] as usize;
         let op = self.table.slots[index].op;
-        // O_DIRECT reads wait for the device even with RWF_NOWAIT: the ring does them.
-        let answered = if direct.is_direct(op.fd) {
-          None
-        } else {
-          // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for
-          // `op.len` bytes until this operation's completion is reaped, after this call.
-          unsafe { read_if_cached(&op) }
-        };
-        match answered {
+        // SAFETY: the buffer rule (caio_core): the pusher keeps `op.buf` valid for `op.len`
+        // bytes until this operation's completion is reaped, after this call.
+        match unsafe { read_if_cached_unless_direct(&op, &mut direct) } {
           // At most `op.len` <= i32::MAX bytes.
-          Some(result) => self.table.settle(index, result as i32, &mut self.done_here),
+          Some(result) => self
+            .table
+            .settle(index, result as i32, self.done_here.list_mut()),
+          // Not cached, or opened with O_DIRECT: the ring does the waiting read.
           None => {
             held[missed] = held[position];
             missed += 1;
@@ -91,9 +86,7 @@ impl UringBackend {
     if missed > 0 {
       let _ = self.enter();
     }
-    if !self.done_here.is_empty() && !self.quiet {
-      self.notifier.signal();
-    }
+    self.done_here.announce(&self.notifier);
     held.clear();
     self.held = held;
   }

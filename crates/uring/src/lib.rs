@@ -35,6 +35,7 @@ mod table;
 use std::io;
 use std::time::{Duration, Instant};
 
+use caio_core::local::LocalCompletions;
 use caio_core::{Backend, Completion, Full, Notifier, Operation, Place, Submitted, Traits};
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -92,11 +93,10 @@ pub struct UringBackend {
   /// thread (see the `held` module).
   held: Vec<u32>,
   /// Completed on the calling thread by `submit` (or cancelled before reaching the ring),
-  /// not yet reaped.
-  done_here: Vec<Completion>,
-  /// From a `reap_follows` submit until `signal_completions`: the caller reaps, so the
-  /// eventfd is disabled and nothing signals the notifier.
-  quiet: bool,
+  /// not yet reaped; and the quiet from a `reap_follows` submit until `signal_completions`,
+  /// during which the caller reaps, so the eventfd is disabled and nothing signals the
+  /// notifier.
+  done_here: LocalCompletions,
   notifier: Notifier,
 }
 
@@ -131,8 +131,7 @@ impl UringBackend {
       stalled: false,
       closing: false,
       held: Vec::with_capacity(if sqpoll { capacity } else { 0 }),
-      done_here: Vec::new(),
-      quiet: false,
+      done_here: LocalCompletions::default(),
       notifier,
     })
   }
@@ -307,8 +306,7 @@ impl Backend for UringBackend {
   /// until `signal_completions`: while the caller reaps inline, that saves an eventfd signal
   /// and an epoll wake-up per completion.
   fn submit(&mut self, reap_follows: bool) -> io::Result<Submitted> {
-    if reap_follows && !self.quiet {
-      self.quiet = true;
+    if reap_follows && self.done_here.begin_quiet() {
       self.ring.completion().disable_eventfd();
     }
     if !self.chain.is_empty() {
@@ -330,9 +328,7 @@ impl Backend for UringBackend {
 
   #[inline]
   fn reap(&mut self, out: &mut Vec<Completion>) {
-    if !self.done_here.is_empty() {
-      out.append(&mut self.done_here);
-    }
+    self.done_here.drain_into(out);
     let closing = self.closing;
     let mut cq = self.ring.completion();
     loop {
@@ -386,14 +382,10 @@ impl Backend for UringBackend {
   }
 
   fn signal_completions(&mut self) {
-    if !self.quiet {
+    if !self.done_here.is_quiet() {
       return; // the eventfd is on and every completion settled here was signalled
     }
-    self.quiet = false;
-    if !self.done_here.is_empty() {
-      // Completed here while the caller meant to reap, and it did not reap them all.
-      self.notifier.signal();
-    }
+    self.done_here.end_quiet(&self.notifier);
     self.ring.completion().enable_eventfd();
     // A completion posted while the eventfd was disabled signalled nobody: the fence orders
     // the flag store before the tail load, as the kernel orders its tail store before its
