@@ -154,13 +154,25 @@ test('close releases the descriptors and threads of the backend by the time it r
     const usage = () => procfs
       ? [fs.readdirSync('/proc/self/fd').length, Number(/Threads:\\s+(\\d+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))[1])]
       : [0, 0]
+    // A joined thread can still be counted for a moment: pthread_join returns when the
+    // kernel clears its tid, a little before the kernel drops it from the thread group.
+    const settled = async () => {
+      let last = usage()
+      for (let i = 0; i < 20; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 5))
+        const now = usage()
+        if (now[0] === last[0] && now[1] === last[1]) return now
+        last = now
+      }
+      return last
+    }
     const fd = fs.openSync(${JSON.stringify(file.path)}, 'r')
     async function main() {
       // Once first, so that whatever the library sets up once per process exists.
       const warm = new caio.Context()
       await warm.read(4, fd, 0)
       await warm.close()
-      const before = usage()
+      const before = await settled()
       const open = []
       for (let i = 0; i < 20; i++) {
         const ctx = new caio.Context({ poolSize: 2 })
@@ -173,7 +185,7 @@ test('close releases the descriptors and threads of the backend by the time it r
         await ctx.read(4, fd, 0)
         await ctx.close()
       }
-      console.log(JSON.stringify({ backend: warm.backend, procfs, before, after: usage() }))
+      console.log(JSON.stringify({ backend: warm.backend, procfs, before, after: await settled() }))
     }
     main()
   `)
