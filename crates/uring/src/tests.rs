@@ -861,7 +861,14 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
   backend.cancel(3, places[3]);
   let mut out = Vec::new();
   backend.reap(&mut out);
-  assert_eq!(out, [done(3, ECANCELED)]);
+  assert_eq!(out.first(), Some(&done(3, ECANCELED)));
+  // The kernel thread may already have done the reads that were never held (0 and 2):
+  // SQPOLL picks up what is in the ring without waiting for a submit.
+  let mut rest = out.split_off(1);
+  assert!(
+    rest.iter().all(|c| c.token == 0 || c.token == 2),
+    "only unheld reads complete before the submit: {rest:?}"
+  );
   assert!(
     notifier_is_readable(&backend),
     "a cancel settled outside a reap must signal"
@@ -869,7 +876,8 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
   backend.notifier().clear();
   // Not quiet: the held read (token 1) goes to the ring like the others.
   backend.submit(false).unwrap();
-  let mut rest = run_until_done(&mut backend, 3);
+  let left = 3 - rest.len();
+  rest.extend(run_until_done(&mut backend, left));
   rest.sort_by_key(|c| c.token);
   assert_eq!(rest, [done(0, 4096), done(1, 4096), done(2, 4096)]);
   for (i, buf) in buffers.iter().take(3).enumerate() {
