@@ -8,155 +8,201 @@
  * started, so an AbortSignal only removes tasks still waiting in the queue; one already
  * handed to `fs` settles with its real result.
  */
-import * as fs from 'node:fs'
+// Named imports: `import * as fs` compiles to an object whose every property is a getter,
+// one more call per operation.
+import { fdatasync, fsync, read, write } from 'node:fs'
 
-import { AbortError, closedError, SYSCALLS, systemError } from './errors'
-import { Fulfil, Opcode, BATCH_FIELDS, RESULT_ABORTED, RESULT_CLOSED } from './engine'
+import { AbortListeners } from './abort'
+import { Fulfil } from './engine'
 import type { Engine, EngineOptions, PreparedBatch } from './engine'
+import { errorFromResult } from './errors'
 import { plainBytes } from './validate'
 import type { Offset } from './validate'
+import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './wire'
 
 const ECANCELED = -125
 const EFBIG = -27
+const EIO = -5
+const EINVAL = -22
 
+/** Why a task settles without running. */
+type Dropped = typeof RESULT_ABORTED | typeof RESULT_CLOSED
+
+/** Work the queue holds: one operation, or one linked chain of a batch. */
 interface Task {
   /** Starts the work; calls `finish` exactly once when it is over. */
   run(finish: () => void): void
   /** Settles the task without running it, as aborted or closed. */
-  drop(why: typeof RESULT_ABORTED | typeof RESULT_CLOSED): void
-  signal: AbortSignal | undefined
-  onAbort: (() => void) | undefined
-  queued: boolean
+  drop(why: Dropped): void
+  /** Drops the task if it aborts while queued. */
+  readonly signal: AbortSignal | undefined
+  /** Where it sits in the queue, counted from the first task ever queued; -1 when not queued. */
+  position: number
 }
 
-/** Runs one operation; `done` gets a byte count or a negative errno. */
-function perform(opcode: Opcode, fd: number, offset: Offset, buffer: ArrayBufferView | undefined, done: (result: number) => void): void {
-  // fs trusts a view's own byteLength, which a subclass can make lie: hand it plain bytes.
-  const view = buffer === undefined ? undefined : plainBytes(buffer)
+/** The errno an `fs` error carries, or `fallback` when it carries none. */
+function errnoOf(error: unknown, fallback: number): number {
+  const errno = (error as NodeJS.ErrnoException).errno
+  return typeof errno === 'number' ? errno : fallback
+}
+
+/**
+ * Runs one operation on `bytes`, the plain bytes of its view (`undefined` for a sync);
+ * `done` gets a byte count or a negative errno.
+ */
+function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Uint8Array | undefined, done: (result: number) => void): void {
   const settle = (error: NodeJS.ErrnoException | null, count?: number): void => {
-    done(error ? (typeof error.errno === 'number' ? error.errno : -5) : (count ?? 0))
+    done(error ? errnoOf(error, EIO) : (count ?? 0))
   }
   try {
     switch (opcode) {
       case Opcode.Read: {
-        const target = view as NodeJS.ArrayBufferView
+        const target = bytes as Uint8Array
         // fs.read answers a zero-length read without asking the OS, where pread(2) would
         // check the descriptor: read one byte at 0 into scratch space to ask, report 0.
-        if (target.byteLength === 0) fs.read(fd, Buffer.allocUnsafe(1), 0, 1, 0, (error) => settle(error, 0))
-        else fs.read(fd, target, 0, target.byteLength, offset, settle)
+        if (target.byteLength === 0) read(fd, Buffer.allocUnsafe(1), 0, 1, 0, (error) => settle(error, 0))
+        else read(fd, target, 0, target.byteLength, offset, settle)
         return
       }
       case Opcode.Write: {
-        const source = view as NodeJS.ArrayBufferView
+        const source = bytes as Uint8Array
         if (typeof offset === 'bigint') {
           // fs.write takes no bigint position. Past 2^53 bytes no disk file system Node runs
           // on can store data and the kernel answers EFBIG — once it has checked the
           // descriptor, which an empty write asks about.
-          fs.write(fd, Buffer.alloc(0), 0, 0, 0, (error) => (error ? settle(error) : done(EFBIG)))
-        } else fs.write(fd, source, 0, source.byteLength, offset, settle)
+          write(fd, Buffer.alloc(0), 0, 0, 0, (error) => (error ? settle(error) : done(EFBIG)))
+        } else write(fd, source, 0, source.byteLength, offset, settle)
         return
       }
       case Opcode.Fsync:
-        fs.fsync(fd, (error) => settle(error))
+        fsync(fd, (error) => settle(error))
         return
       case Opcode.Fdatasync:
-        fs.fdatasync(fd, (error) => settle(error))
+        fdatasync(fd, (error) => settle(error))
         return
     }
   } catch (error) {
-    // fs validates synchronously; ours validated already, so this is an fs limit we did not
-    // foresee: report it on this operation alone, asynchronously as the OS would.
-    const errno = (error as NodeJS.ErrnoException).errno
-    process.nextTick(done, typeof errno === 'number' ? errno : -22)
+    // fs checks some limits synchronously (Node 22: a read whose end passes 2^63) that
+    // ours let through because the kernel answers them: report EINVAL as the kernel would,
+    // on this operation alone, asynchronously.
+    process.nextTick(done, errnoOf(error, EINVAL))
   }
 }
 
+/** What a fulfilled single operation resolves with; `bytes` is the true extent of its view. */
+function fulfilment(fulfil: Fulfil, bytes: Uint8Array | undefined, count: number): unknown {
+  switch (fulfil) {
+    case Fulfil.Count:
+      return count
+    case Fulfil.View: {
+      // Only `ctx.read` asks for the view, and its view is a Buffer it made.
+      const buffer = bytes as Buffer
+      return count === buffer.byteLength ? buffer : buffer.subarray(0, count)
+    }
+    default:
+      return undefined
+  }
+}
+
+// The executor of the Promise of a read that starts at once. It only hands out the
+// resolving functions, so one function serves every read and the fs callback is the read's
+// only closure. Promise calls it synchronously, before the constructor returns.
+let resolveNext: (value: unknown) => void = () => {}
+let rejectNext: (reason: unknown) => void = () => {}
+function takeResolvers(resolve: (value: unknown) => void, reject: (reason: unknown) => void): void {
+  resolveNext = resolve
+  rejectNext = reject
+}
+
+/** The `js` backend's {@link Engine}. */
 export class JsEngine implements Engine {
   readonly poolSize = undefined
   readonly sqpoll = false
   readonly #maxRequests: number
   #inFlight = 0
+  /** Queued tasks from `#queueHead` on; a task dropped while queued leaves `undefined`. */
   #queue: Array<Task | undefined> = []
   #queueHead = 0
+  /** Slots cut from the front of `#queue` so far: a queued task sits at `position - #queueBase`. */
+  #queueBase = 0
   #closing = false
   #closeWaiters: Array<() => void> = []
+  readonly #aborts = new AbortListeners<Task>((task) => this.#drop(task, RESULT_ABORTED))
+  /** Every task's `finish`: a task calls it exactly once, so one function serves them all. */
+  readonly #finish = (): void => {
+    this.#inFlight--
+    this.#pump()
+  }
 
   constructor(options: EngineOptions) {
     this.#maxRequests = options.maxRequests
   }
 
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, _priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
-    if (opcode === Opcode.Read && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length && !this.#closing && plainBytes(view as ArrayBufferView).byteLength > 0) {
-      return this.#readNow(fd, offset, view as ArrayBufferView, fulfil)
+    if (this.#closing) return Promise.reject(errorFromResult(RESULT_CLOSED, opcode, fd))
+    // fs trusts a view's own byteLength, which a subclass can make lie: hand it plain bytes.
+    const bytes = view === undefined ? undefined : plainBytes(view)
+    if (opcode === Opcode.Read && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length && (bytes as Uint8Array).byteLength > 0) {
+      return this.#readNow(fd, offset, bytes as Uint8Array, fulfil)
     }
     return new Promise((resolve, reject) => {
-      if (this.#closing) return reject(closedError())
       this.#schedule({
         run(finish) {
-          perform(opcode, fd, offset, view, (result) => {
-            if (result < 0) reject(systemError(result, SYSCALLS[opcode], fd))
-            else resolve(fulfilment(fulfil, view, result))
+          perform(opcode, fd, offset, bytes, (result) => {
+            if (result < 0) reject(errorFromResult(result, opcode, fd))
+            else resolve(fulfilment(fulfil, bytes, result))
             finish()
           })
         },
         drop(why) {
-          reject(why === RESULT_ABORTED ? new AbortError(undefined, { cause: signal?.reason }) : closedError())
+          reject(errorFromResult(why, opcode, fd, signal))
         },
         signal,
-        onAbort: undefined,
-        queued: false,
+        position: -1,
       })
     })
   }
 
   // The common case, a read with a free slot, without the task machinery: one closure and
-  // one Promise per read, as close to bare fs.read callbacks as a Promise API gets.
-  #readNow(fd: number, offset: Offset, view: ArrayBufferView, fulfil: Fulfil): Promise<unknown> {
+  // one Promise per read, no more than a bare Promise around fs.read allocates.
+  #readNow(fd: number, offset: Offset, bytes: Uint8Array, fulfil: Fulfil): Promise<unknown> {
+    const promise = new Promise(takeResolvers)
+    const resolve = resolveNext
+    const reject = rejectNext
     this.#inFlight++
-    const bytes = plainBytes(view)
-    return new Promise((resolve, reject) => {
-      try {
-        fs.read(fd, bytes, 0, bytes.byteLength, offset, (error, count) => {
-          this.#inFlight--
-          if (error) reject(systemError(typeof error.errno === 'number' ? error.errno : -5, 'read', fd))
-          else resolve(fulfil === Fulfil.Count ? count : fulfilment(fulfil, view, count))
-          if (this.#queueHead < this.#queue.length || this.#closing) this.#pump()
-        })
-      } catch (error) {
-        // fs checks some limits synchronously (Node 22: an offset whose end passes 2^63);
-        // the kernel answers those with EINVAL, and so does every other backend.
+    try {
+      read(fd, bytes, 0, bytes.byteLength, offset, (error, count) => {
         this.#inFlight--
-        const errno = (error as NodeJS.ErrnoException).errno
-        reject(systemError(typeof errno === 'number' ? errno : -22, 'read', fd))
-      }
-    })
+        if (error !== null) reject(errorFromResult(errnoOf(error, EIO), Opcode.Read, fd))
+        else resolve(fulfil === Fulfil.Count ? count : fulfilment(fulfil, bytes, count))
+        if (this.#queueHead < this.#queue.length || this.#closing) this.#pump()
+      })
+    } catch (error) {
+      // As in `perform`: a limit fs checks synchronously is the kernel's EINVAL.
+      this.#inFlight--
+      reject(errorFromResult(errnoOf(error, EINVAL), Opcode.Read, fd))
+    }
+    return promise
   }
 
   submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array> {
-    return new Promise((resolve, reject) => {
-      if (this.#closing) return reject(closedError())
+    // A closed-context error names no operation, so the opcode and descriptor are placeholders.
+    if (this.#closing) return Promise.reject(errorFromResult(RESULT_CLOSED, Opcode.Read, -1))
+    return new Promise((resolve) => {
       const { descriptor, views, count } = batch
       const results = new Float64Array(count)
       let remaining = count
       if (count === 0) return resolve(results)
-      // One listener for the whole batch drops whichever of its chains are still queued.
-      const tasks: Task[] = []
-      const onAbort = (): void => {
-        for (const task of tasks) this.#drop(task, RESULT_ABORTED)
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
       const record = (position: number, value: number): void => {
         results[position] = value
-        if (--remaining > 0) return
-        signal?.removeEventListener('abort', onAbort)
-        resolve(results)
+        if (--remaining === 0) resolve(results)
       }
       let first = 0
       while (first < count) {
         let end = first
-        while (end + 1 < count && (descriptor[end * BATCH_FIELDS] as number) & 0x100) end++
+        while (end + 1 < count && (descriptor[end * BATCH_FIELDS] as number) & LINK_FLAG) end++
         const [from, to] = [first, end]
-        const task: Task = {
+        this.#schedule({
           run(finish) {
             const step = (position: number): void => {
               if (position > to) return finish()
@@ -164,7 +210,8 @@ export class JsEngine implements Engine {
               const opcode = (descriptor[field] as number) & 0xff
               const [high, low] = [descriptor[field + 2] as number, descriptor[field + 3] as number]
               const offset = high < 2 ** 21 ? high * 2 ** 32 + low : (BigInt(high) << 32n) | BigInt(low)
-              perform(opcode, descriptor[field + 1] as number, offset, views[position], (result) => {
+              const view = views[position]
+              perform(opcode, descriptor[field + 1] as number, offset, view === undefined ? undefined : plainBytes(view), (result) => {
                 record(position, result)
                 if (result >= 0) return step(position + 1)
                 // A failed link cancels the rest of its chain.
@@ -177,75 +224,38 @@ export class JsEngine implements Engine {
           drop(why) {
             for (let position = from; position <= to; position++) record(position, why)
           },
-          signal: undefined,
-          onAbort: undefined,
-          queued: false,
-        }
-        tasks.push(task)
-        this.#schedule(task)
+          signal,
+          position: -1,
+        })
         first = end + 1
       }
     })
   }
 
+  /** Runs `task` now if a slot is free and nothing waits before it, else queues it. */
   #schedule(task: Task): void {
     if (this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length) {
-      this.#run(task)
+      this.#inFlight++
+      task.run(this.#finish)
       return
     }
-    task.queued = true
+    task.position = this.#queueBase + this.#queue.length
     this.#queue.push(task)
-    const signal = task.signal
-    if (signal !== undefined) {
-      // One listener per signal, however many queued tasks share it.
-      let tasks = this.#queuedBySignal.get(signal)
-      if (tasks === undefined) {
-        const waiting = new Set<Task>()
-        tasks = waiting
-        this.#queuedBySignal.set(signal, waiting)
-        task.onAbort = (): void => {
-          this.#queuedBySignal.delete(signal)
-          for (const queued of [...waiting]) this.#drop(queued, RESULT_ABORTED)
-        }
-        signal.addEventListener('abort', task.onAbort, { once: true })
-      } else {
-        task.onAbort = this.#abortListeners.get(tasks)
-      }
-      this.#abortListeners.set(tasks, task.onAbort as () => void)
-      tasks.add(task)
-    }
+    if (task.signal !== undefined) this.#aborts.add(task.signal, task)
   }
 
-  #drop(task: Task, why: typeof RESULT_ABORTED | typeof RESULT_CLOSED): void {
-    if (!task.queued) return
-    const index = this.#queue.indexOf(task, this.#queueHead)
-    if (index >= 0) this.#queue[index] = undefined
+  /** Settles a task that is still queued without running it; one that left the queue is not touched. */
+  #drop(task: Task, why: Dropped): void {
+    if (task.position < 0) return
+    this.#queue[task.position - this.#queueBase] = undefined
     this.#dequeued(task)
     task.drop(why)
   }
 
+  /** `task` left the queue: it no longer waits for its signal. */
   #dequeued(task: Task): void {
-    task.queued = false
-    const signal = task.signal
-    if (signal === undefined) return
-    const tasks = this.#queuedBySignal.get(signal)
-    if (tasks === undefined || !tasks.delete(task) || tasks.size > 0) return
-    this.#queuedBySignal.delete(signal)
-    if (task.onAbort) signal.removeEventListener('abort', task.onAbort)
-  }
-
-  readonly #queuedBySignal = new WeakMap<AbortSignal, Set<Task>>()
-  readonly #abortListeners = new WeakMap<Set<Task>, () => void>()
-
-  #run(task: Task): void {
-    this.#inFlight++
-    let finished = false
-    task.run(() => {
-      if (finished) return
-      finished = true
-      this.#inFlight--
-      this.#pump()
-    })
+    task.position = -1
+    if (task.signal !== undefined) this.#aborts.delete(task.signal, task)
   }
 
   #pump(): void {
@@ -253,12 +263,14 @@ export class JsEngine implements Engine {
       const task = this.#queue[this.#queueHead]
       this.#queue[this.#queueHead++] = undefined
       if (this.#queueHead > 1024 && this.#queueHead * 2 > this.#queue.length) {
+        this.#queueBase += this.#queueHead
         this.#queue = this.#queue.slice(this.#queueHead)
         this.#queueHead = 0
       }
       if (task === undefined) continue // dropped while queued
       this.#dequeued(task)
-      this.#run(task)
+      this.#inFlight++
+      task.run(this.#finish)
     }
     if (this.#closing && this.#inFlight === 0) {
       for (const resolve of this.#closeWaiters.splice(0)) resolve()
@@ -271,6 +283,7 @@ export class JsEngine implements Engine {
       if (!this.#closing) {
         this.#closing = true
         const waiting = this.#queue.slice(this.#queueHead)
+        this.#queueBase += this.#queue.length
         this.#queue = []
         this.#queueHead = 0
         for (const task of waiting) {
@@ -281,18 +294,5 @@ export class JsEngine implements Engine {
       }
       this.#pump()
     })
-  }
-}
-
-function fulfilment(fulfil: Fulfil, view: ArrayBufferView | undefined, count: number): unknown {
-  switch (fulfil) {
-    case Fulfil.Count:
-      return count
-    case Fulfil.Nothing:
-      return undefined
-    case Fulfil.View: {
-      const buffer = view as Buffer
-      return count === buffer.byteLength ? buffer : buffer.subarray(0, count)
-    }
   }
 }
