@@ -143,10 +143,10 @@ test('writes from views in the middle of larger buffers write only the view’s 
   t.true(file.content().equals(expected))
 })
 
-test('typed arrays that lie about their length (a subclass overriding byteLength) never crash the process: each call works on the real memory or rejects', async (t) => {
+test('typed arrays that lie about their length (a subclass overriding byteLength, or an own byteLength, byteOffset or length property on a Uint8Array or Buffer) never crash the process: each call works on the real memory or rejects', async (t) => {
   t.timeout(60_000)
   const file = fileWith(t, 'abcdefghijklmnopqrstuvwxyz')
-  const cases = ['readInto', 'write', 'batch read', 'batch write', 'negative readInto', 'zero readInto']
+  const cases = ['readInto', 'write', 'batch read', 'batch write', 'negative readInto', 'zero readInto', 'own byteLength readInto', 'own byteLength write', 'own byteOffset readInto', 'own length Buffer readInto', 'own byteLength Buffer batch read']
   const results: string[] = []
   for (const which of cases) {
     const result = await runNode(`
@@ -159,6 +159,9 @@ test('typed arrays that lie about their length (a subclass overriding byteLength
       class Zero extends Uint8Array { get byteLength() { return 0 } }
       const guarded = new Uint8Array(64).fill(0xee)
       const view = (Kind) => new Kind(guarded.buffer, 16, 8)
+      const own = (make, name, value) => Object.defineProperty(make(), name, { value })
+      const plain = () => new Uint8Array(guarded.buffer, 16, 8)
+      const buffer = () => Buffer.from(guarded.buffer, 16, 8)
       const calls = {
         'readInto': () => ctx.readInto(view(Huge), fd, 0),
         'write': () => ctx.write(view(Huge), fd, 100),
@@ -166,6 +169,11 @@ test('typed arrays that lie about their length (a subclass overriding byteLength
         'batch write': () => ctx.submit([{ op: 'write', fd, offset: 100, data: view(Huge) }]),
         'negative readInto': () => ctx.readInto(view(Negative), fd, 0),
         'zero readInto': () => ctx.readInto(view(Zero), fd, 0),
+        'own byteLength readInto': () => ctx.readInto(own(plain, 'byteLength', 1 << 20), fd, 0),
+        'own byteLength write': () => ctx.write(own(plain, 'byteLength', 1 << 20), fd, 100),
+        'own byteOffset readInto': () => ctx.readInto(own(plain, 'byteOffset', 40), fd, 0),
+        'own length Buffer readInto': () => ctx.readInto(own(buffer, 'length', 1 << 20), fd, 0),
+        'own byteLength Buffer batch read': () => ctx.submit([{ op: 'read', fd, offset: 0, buffer: own(buffer, 'byteLength', 1 << 20) }]),
       }
       calls[${JSON.stringify(which)}]().then((v) => 'resolved ' + JSON.stringify(v), (e) => 'rejected ' + e.code).then((r) => {
         const outside = [...guarded.subarray(0, 16), ...guarded.subarray(24)].every((b) => b === 0xee)

@@ -76,7 +76,8 @@ const PLAIN_PROTOTYPES = new Set<unknown>([Buffer.prototype, Uint8Array.prototyp
 
 /** Whether a view's own properties can be trusted (a Buffer or a plain Uint8Array). */
 export function isPlainView(view: ArrayBufferView): boolean {
-  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view))
+  // An own property shadows the built-in getter as well as a subclass does.
+  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view)) && !Object.hasOwn(view, 'byteLength') && !Object.hasOwn(view, 'byteOffset') && !Object.hasOwn(view, 'length') && !Object.hasOwn(view, 'buffer')
 }
 
 function gettersOf(view: ArrayBufferView): typeof TYPED_ARRAY {
