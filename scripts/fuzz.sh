@@ -14,6 +14,7 @@ esac
 cd "$(dirname "$0")/../fuzz" || exit 2
 
 targets=$(cargo +nightly fuzz list) || { echo "fuzz: cannot list targets" >&2; exit 2; }
+[ -n "$targets" ] || { echo "fuzz: cargo fuzz listed no targets" >&2; exit 2; }
 status=0
 logs=$(mktemp -d)
 for target in $targets; do
