@@ -2,9 +2,9 @@
 //!
 //! It exposes an internal, positional surface that the TypeScript facade
 //! (`lib/native.ts`) wraps; users never call it directly. A context is a JavaScript
-//! external owning a [`context::Shared`]; results cross back on a `Float64Array` the
-//! facade owns (see [`delivery`]), on the JS thread, from Node's own event loop (see
-//! [`event_loop`]).
+//! external owning a `context::Shared`; results cross back on a `Float64Array` the
+//! facade owns (see `delivery`), on the JS thread, from Node's own event loop (see
+//! `event_loop`).
 //!
 //! - `fence`: the only file that calls `sys::napi_*`.
 //! - `callbacks`: the raw callbacks, one per exported function; panics stop there.

@@ -15,7 +15,7 @@ pub const GENERATION_LIMIT: u32 = 1 << 29;
 const BATCH_BIT: u64 = 1 << 63;
 const POSITION_SHIFT: u32 = 32;
 const POSITION_MASK: u64 = (1 << 31) - 1;
-/// The most operations one batch may hold: positions fit in the bits below [`BATCH_BIT`].
+/// The most operations one batch may hold: positions fit in the bits below the batch bit.
 pub const MAX_BATCH: usize = 1 << 31;
 
 /// What a token names.
