@@ -19,7 +19,7 @@ use napi::sys;
 
 use crate::backends;
 #[cfg(unix)]
-use crate::context::{Context, Shared, CONTEXT_TAG};
+use crate::context::{Context, Shared};
 #[cfg(unix)]
 use crate::delivery::{self, REENTERED};
 use crate::fence::Env;
@@ -49,7 +49,7 @@ pub struct Thrown;
 macro_rules! callback {
   ($(#[$meta:meta])* $name:ident($env:ident, $info:ident) $body:block) => {
     $(#[$meta])*
-    pub unsafe extern "C" fn $name(
+    pub extern "C" fn $name(
       raw_env: sys::napi_env,
       $info: sys::napi_callback_info,
     ) -> sys::napi_value {
@@ -86,13 +86,9 @@ fn reentered(env: Env) -> Thrown {
 /// The context an argument names.
 #[cfg(unix)]
 fn shared<'a>(env: Env, value: sys::napi_value) -> Result<&'a Shared, Thrown> {
-  let data = env
-    .external_data(value, &CONTEXT_TAG)
-    .ok_or_else(|| type_error(env, "not a caio native context"))?;
-  // SAFETY: tagged values are externals made by `open`, whose data is a boxed `Shared`
-  // that lives until their finalizer runs — not before, since `value` is on the stack.
-  // Only shared references to it are made; its `RefCell` arbitrates mutation.
-  Ok(unsafe { &*data.cast::<Shared>() })
+  env
+    .context(value)
+    .ok_or_else(|| type_error(env, "not a caio native context"))
 }
 
 /// Borrows the context for one step of a callback.
@@ -132,21 +128,12 @@ callback!(
       env.throw_error(&reason);
       Thrown
     })?;
-    let shared = Box::into_raw(Box::new(Shared {
+    let shared = Shared {
       env: env.0,
       context: RefCell::new(Context::new(opened.backend, opened.details)),
-    }));
-    // SAFETY: the external owns the fresh box from here on, and `finalize` frees it.
-    let external = match unsafe { env.external(shared.cast(), Some(crate::teardown::finalize), &CONTEXT_TAG) } {
-      Ok(external) => external,
-      Err(_) => {
-        // SAFETY: no external was made, so the box is still ours.
-        drop(unsafe { Box::from_raw(shared) });
-        return Err(internal(env));
-      }
     };
-    // SAFETY: `shared` is the external's data, at its final address.
-    unsafe { Context::connect(shared, env, external, deliver, wire) }.map_err(|reason| {
+    let (external, shared) = env.wrap_context(shared).map_err(|_| internal(env))?;
+    Context::connect(shared, env, external, deliver, wire).map_err(|reason| {
       env.throw_error(&reason);
       Thrown
     })?;
@@ -207,18 +194,13 @@ callback!(
   submit(env, info) {
     let [ctx, descriptor, views, results] = env.args::<4>(info).map_err(|_| internal(env))?;
     let shared = shared(env, ctx)?;
-    let (fields, bytes) = env.view_bytes(descriptor).map_err(|_| type_error(env, "descriptor must be a Float64Array"))?;
+    let fields = env.f64s(descriptor).map_err(|_| type_error(env, "descriptor must be a Float64Array"))?;
     let (results_data, results_bytes) = env.view_bytes(results).map_err(|_| type_error(env, "results must be a Float64Array"))?;
-    let count = bytes / (8 * BATCH_FIELDS);
-    if bytes % (8 * BATCH_FIELDS) != 0 || results_bytes < count * 8 || fields.align_offset(8) != 0 || results_data.align_offset(8) != 0 {
+    let count = fields.len() / BATCH_FIELDS;
+    if fields.len() % BATCH_FIELDS != 0 || results_bytes < count * 8 || results_data.align_offset(8) != 0 {
       return Err(type_error(env, "descriptor and results must be Float64Arrays of matching length"));
     }
-    // SAFETY: `fields` spans `count * BATCH_FIELDS` doubles (checked above), and no
-    // JavaScript runs while this slice is alive: reading an element of `views` runs none,
-    // since the facade's array holds each read's and write's view as an own data property
-    // (lib/batch.ts), and only those are read.
-    let fields = unsafe { std::slice::from_raw_parts(fields as *const f64, count * BATCH_FIELDS) };
-    let ops = wire::decode_batch(fields, |position| {
+    let ops = wire::decode_batch(&fields, |position| {
       let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
       env.view_bytes(view).map_err(|_| "a batch buffer must be an ArrayBufferView")
     })

@@ -8,7 +8,6 @@
 //! is an ordinary call that borrows it afresh.
 
 use std::cell::RefCell;
-use std::ffi::c_void;
 use std::ptr;
 
 use caio_core::Backend;
@@ -17,19 +16,13 @@ use napi::sys;
 
 use crate::backends::Details;
 use crate::event_loop::CompletionWatcher;
-use crate::fence::Env;
+use crate::fence::{AsyncContext, CleanupHook, Env, Wire};
 
 /// What the external owns: the context, and the environment it lives in.
 pub struct Shared {
   pub env: sys::napi_env,
   pub context: RefCell<Context>,
 }
-
-/// Tags our externals, so that a foreign one passed in is refused instead of misread.
-pub const CONTEXT_TAG: sys::napi_type_tag = sys::napi_type_tag {
-  lower: 0x6361_696f_2d63_7478,
-  upper: 0x9e37_79b9_7f4a_7c16,
-};
 
 /// JavaScript values a context keeps for its whole life.
 #[derive(Clone, Copy)]
@@ -41,18 +34,15 @@ pub struct Hooks {
   /// Strong while busy, like `this` (it holds the facade's engine, which holds the
   /// external: a strong reference for life would be a cycle through a root).
   pub deliver: sys::napi_ref,
-  /// The wire (a `Float64Array`); strong for the context's life.
-  pub wire: sys::napi_ref,
   /// The async context the loop's callbacks into JavaScript run in.
-  pub async_context: sys::napi_async_context,
+  pub async_context: AsyncContext,
 }
 
 impl Hooks {
   const NONE: Hooks = Hooks {
     this: ptr::null_mut(),
     deliver: ptr::null_mut(),
-    wire: ptr::null_mut(),
-    async_context: ptr::null_mut(),
+    async_context: AsyncContext::NONE,
   };
 }
 
@@ -62,13 +52,12 @@ pub struct Context {
   watcher: Option<CompletionWatcher>,
   pub details: Details,
   pub hooks: Hooks,
-  /// The wire's memory: `wire_len` doubles, (slot, result) pairs.
-  wire: *mut f64,
-  wire_len: usize,
+  /// The facade's wire, once connected.
+  pub wire: Option<Wire>,
   /// Whether `this`, `deliver` and the loop handle are held (the scheduler is busy).
   held: bool,
   /// The environment's cleanup hook, until it ran or was removed.
-  pub cleanup_hook: sys::napi_async_cleanup_hook_handle,
+  pub cleanup_hook: Option<CleanupHook>,
 }
 
 /// Why a context could not be made.
@@ -83,37 +72,24 @@ impl Context {
       watcher: None,
       details,
       hooks: Hooks::NONE,
-      wire: ptr::null_mut(),
-      wire_len: 0,
+      wire: None,
       held: false,
-      cleanup_hook: ptr::null_mut(),
+      cleanup_hook: None,
     }
   }
 
   /// Connects the boxed context to its external, the facade's `deliver` and wire, the
   /// event loop, and the environment's teardown.
-  ///
-  /// # Safety
-  /// `shared` is the external's data, boxed at its final address until the finalizer.
-  pub unsafe fn connect(
-    shared: *mut Shared,
+  pub fn connect(
+    shared: &Shared,
     env: Env,
     external: sys::napi_value,
     deliver: sys::napi_value,
     wire: sys::napi_value,
   ) -> Result<(), OpenError> {
     let failed = |what: &str| format!("{what} failed while creating the context");
-    let (data, bytes) = env
-      .view_bytes(wire)
-      .map_err(|_| "the wire must be a Float64Array".to_string())?;
-    if bytes < 16 || data.align_offset(8) != 0 {
-      return Err("the wire must be a Float64Array of at least 2 elements".into());
-    }
-    // SAFETY: the caller's promise: `shared` is live, and nothing else borrows it yet.
-    let mut ctx = unsafe { (*shared).context.borrow_mut() };
-    ctx.wire = data.cast();
-    ctx.wire_len = (bytes / 8) & !1;
-    ctx.hooks.wire = env.reference(wire, 1).map_err(|_| failed("a reference"))?;
+    let mut ctx = shared.context.borrow_mut();
+    ctx.wire = Some(env.wire(wire)?);
     ctx.hooks.this = env
       .reference(external, 0)
       .map_err(|_| failed("a reference"))?;
@@ -127,17 +103,12 @@ impl Context {
       Some(backend) => backend.notifier().fd(),
       None => return Err("the context has no backend".into()),
     };
-    // SAFETY: `shared` outlives the watcher: teardown and the finalizer close it first.
-    ctx.watcher =
-      Some(unsafe { CompletionWatcher::start(env, fd, crate::delivery::on_ready, shared.cast())? });
-    // SAFETY: `shared` outlives the hook: the finalizer removes it before freeing.
-    ctx.cleanup_hook = unsafe {
-      env.add_cleanup_hook(
-        Some(crate::teardown::on_env_teardown),
-        shared.cast::<c_void>(),
-      )
-    }
-    .map_err(|_| failed("napi_add_async_cleanup_hook"))?;
+    ctx.watcher = Some(CompletionWatcher::start(env, fd, shared)?);
+    ctx.cleanup_hook = Some(
+      env
+        .add_teardown_hook(shared)
+        .map_err(|_| failed("napi_add_async_cleanup_hook"))?,
+    );
     Ok(())
   }
 
@@ -151,14 +122,10 @@ impl Context {
 
   /// Moves waiting results onto the wire; returns how many pairs.
   pub fn take_deliveries(&mut self) -> usize {
-    if self.wire.is_null() {
-      return 0;
+    match self.wire.as_mut() {
+      Some(wire) => self.scheduler.take_deliveries(wire.pairs()),
+      None => 0,
     }
-    // SAFETY: `wire` spans `wire_len` doubles of a Float64Array that `hooks.wire` keeps
-    // alive for the context's life; only the JS thread touches it, and JavaScript reads it
-    // only between this call and `finish_delivery`, while no slice of it is alive here.
-    let wire = unsafe { std::slice::from_raw_parts_mut(self.wire, self.wire_len) };
-    self.scheduler.take_deliveries(wire)
   }
 
   /// Holds the external, the facade's `deliver` and the loop handle exactly while the
@@ -183,14 +150,13 @@ impl Context {
   }
 
   /// Lets go of the backend (blocking until nothing it ran can touch a buffer) and of the
-  /// loop handle; `after_close` runs once libuv has released the handle, or now if there
-  /// is none.
-  pub fn tear_down(&mut self, after_close: Option<crate::event_loop::AfterClose>) {
+  /// loop handle; `after_close` is removed once libuv has released the handle, or now if
+  /// there is none.
+  pub fn tear_down(&mut self, after_close: Option<CleanupHook>) {
     self.scheduler.tear_down();
     match (self.watcher.take(), after_close) {
       (Some(watcher), after) => watcher.close(after),
-      // SAFETY: the caller handed over `after` together with the data it needs.
-      (None, Some((after, data))) => unsafe { after(data) },
+      (None, Some(hook)) => hook.remove(),
       (None, None) => {}
     }
   }

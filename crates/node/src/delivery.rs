@@ -13,8 +13,6 @@
 //! wire busy and leaves its results to the delivery under way, which loops until the
 //! scheduler has none left.
 
-use std::ffi::c_void;
-
 use crate::callbacks::guarded;
 use crate::context::Shared;
 use crate::fence::Env;
@@ -51,13 +49,7 @@ pub fn deliver(env: Env, shared: &Shared) -> Result<(), Busy> {
 }
 
 /// The loop watcher's callback: completions may be ready.
-///
-/// # Safety
-/// `target` is the `Shared` that started the watcher, live while the watcher is.
-pub unsafe fn on_ready(target: *mut c_void) {
-  // SAFETY: the watcher is closed before the `Shared` is freed; only shared references to
-  // it are ever made, and the `RefCell` inside arbitrates mutation.
-  let shared = unsafe { &*target.cast::<Shared>() };
+pub fn on_ready(shared: &Shared) {
   let env = Env(shared.env);
   let reaped = guarded(|| {
     let mut ctx = shared

@@ -11,7 +11,8 @@ use std::os::fd::RawFd;
 
 use napi::sys;
 
-use crate::fence::Env;
+use crate::context::Shared;
+use crate::fence::{CleanupHook, Env};
 
 /// Storage for a `uv_poll_t`. Node 20's libuv 1.46 needs 160 bytes, 8-aligned, with the
 /// user `data` pointer at offset 0 (measured against the `uv.h` Node ships); reserving more
@@ -38,17 +39,12 @@ extern "C" {
   fn uv_now(loop_: *const sys::uv_loop_s) -> u64;
 }
 
-/// What the watcher calls, on the JS thread, when completions may be ready.
-pub type ReadyCallback = unsafe fn(target: *mut c_void);
-
-/// What to run once libuv has let go of the handle.
-pub type AfterClose = (unsafe fn(*mut c_void), *mut c_void);
-
 struct Watch {
   handle: UvPoll,
-  on_ready: ReadyCallback,
-  target: *mut c_void,
-  after_close: Option<AfterClose>,
+  /// The context to wake: alive until the watcher is closed (see `start`).
+  target: *const Shared,
+  /// Removed once libuv has let go of the handle.
+  after_close: Option<CleanupHook>,
 }
 
 /// Watches one descriptor on the loop of one `napi_env`.
@@ -59,18 +55,12 @@ pub struct CompletionWatcher {
 }
 
 impl CompletionWatcher {
-  /// Starts watching `fd` on the loop of `env`; `on_ready(target)` runs on the JS thread
-  /// whenever `fd` is readable. The watcher starts unreferenced: an idle context must not
-  /// keep the process alive.
-  ///
-  /// # Safety
-  /// `target` stays valid until [`Self::close`].
-  pub unsafe fn start(
-    env: Env,
-    fd: RawFd,
-    on_ready: ReadyCallback,
-    target: *mut c_void,
-  ) -> Result<CompletionWatcher, String> {
+  /// Starts watching `fd` on the loop of `env`; `delivery::on_ready(shared)` runs on the JS
+  /// thread whenever `fd` is readable. The watcher starts unreferenced: an idle context
+  /// must not keep the process alive. `shared` must be closed over by the watcher's owner:
+  /// the context inside it holds the watcher, and closes it before the `Shared` is freed
+  /// (`Context::tear_down`, which `teardown::finalize` runs first).
+  pub fn start(env: Env, fd: RawFd, shared: &Shared) -> Result<CompletionWatcher, String> {
     let Some(event_loop) = env.uv_loop() else {
       return Err("this runtime gives addons no libuv event loop".into());
     };
@@ -79,8 +69,7 @@ impl CompletionWatcher {
         data: std::ptr::null_mut(),
         rest: [0; 504],
       },
-      on_ready,
-      target,
+      target: shared,
       after_close: None,
     }));
     // SAFETY: `watch` is a fresh allocation that lives until the close callback frees it;
@@ -131,10 +120,10 @@ impl CompletionWatcher {
     unsafe { uv_now(self.event_loop) }
   }
 
-  /// Stops watching and frees the handle once libuv is done with it; `on_ready` is never
-  /// called again. `after_close`, if given, runs once libuv has released the handle (an
-  /// environment being torn down must wait for that before its loop closes).
-  pub fn close(self, after_close: Option<AfterClose>) {
+  /// Stops watching and frees the handle once libuv is done with it; the context is never
+  /// woken again. `after_close`, if given, is removed once libuv has released the handle
+  /// (an environment being torn down must wait for that before its loop closes).
+  pub fn close(self, after_close: Option<CleanupHook>) {
     // SAFETY: the handle is initialised and this is its only close; the close callback
     // frees the allocation after libuv stops using it.
     unsafe {
@@ -148,20 +137,16 @@ impl CompletionWatcher {
 
 unsafe extern "C" fn on_poll(handle: *mut UvPoll, _status: c_int, _events: c_int) {
   // SAFETY: `data` points at the Watch that owns this handle (set in `start`), alive until
-  // the close callback; the poll is stopped before close, so no call comes after it.
-  unsafe {
-    let watch = (*handle).data as *mut Watch;
-    ((*watch).on_ready)((*watch).target);
-  }
+  // the close callback; the poll is stopped before close, so no call comes after it, and
+  // its target outlives the watcher (see `start`).
+  let shared = unsafe { &*(*(*handle).data.cast::<Watch>()).target };
+  crate::delivery::on_ready(shared);
 }
 
 unsafe extern "C" fn free_watch(handle: *mut UvPoll) {
-  // SAFETY: libuv is done with the handle; `data` is the Box allocated in `start`, and
-  // `after_close` was handed over by `close` together with the data it needs.
-  unsafe {
-    let watch = Box::from_raw((*handle).data as *mut Watch);
-    if let Some((after, data)) = watch.after_close {
-      after(data);
-    }
+  // SAFETY: libuv is done with the handle; `data` is the Box allocated in `start`.
+  let watch = unsafe { Box::from_raw((*handle).data as *mut Watch) };
+  if let Some(hook) = watch.after_close {
+    hook.remove();
   }
 }

@@ -1,14 +1,19 @@
 //! The Node-API fence: the only file that calls `sys::napi_*`.
 //!
-//! Thin, checked wrappers over the raw Node-API calls the addon makes. Its hot functions
-//! are raw `napi_callback`s rather than `#[napi]` methods so that each operation costs
-//! exactly the Node-API calls it needs and no more: no type-check round trips for
-//! arguments the TypeScript facade has already validated.
+//! Thin, checked wrappers over the raw Node-API calls the addon makes, safe to call: the
+//! raw pointers Node hands out (an external's data, a typed array's memory, a cleanup
+//! hook's registration) are turned into references and owned values here, with the
+//! reasons they hold. The addon's functions are raw `napi_callback`s (`callbacks.rs`)
+//! rather than `#[napi]` methods so that each operation costs exactly the Node-API calls
+//! it needs: no type-check round trips for arguments the facade has already validated.
 
 use std::ffi::{c_void, CStr};
 use std::ptr;
 
 use napi::sys;
+
+#[cfg(unix)]
+use crate::context::Shared;
 
 /// A Node-API call failed; the status says how.
 #[derive(Clone, Copy, Debug)]
@@ -352,60 +357,69 @@ impl Env {
     }
   }
 
-  /// Creates an external owning `data`, tagged with `tag`; `finalize(data)` runs when it is
-  /// collected.
-  ///
-  /// # Safety
-  /// `data` stays valid until `finalize` runs, which frees it.
-  pub unsafe fn external(
-    self,
-    data: *mut c_void,
-    finalize: sys::napi_finalize,
-    tag: &sys::napi_type_tag,
-  ) -> JsResult<sys::napi_value> {
+  #[cfg(unix)]
+  /// Boxes `shared` into a fresh external tagged as a caio context, and returns the
+  /// external with a reference to the box, which lives until the external's finalizer
+  /// runs `teardown::finalize`.
+  pub fn wrap_context<'a>(self, shared: Shared) -> JsResult<(sys::napi_value, &'a Shared)> {
+    let data = Box::into_raw(Box::new(shared));
     let mut external = ptr::null_mut();
-    // SAFETY: the caller hands `data` to the external, which frees it through `finalize`.
-    check(unsafe {
-      sys::napi_create_external(self.0, data, finalize, ptr::null_mut(), &mut external)
-    })?;
+    // SAFETY: the external owns the box from here on; `finalize_context` frees it, once.
+    let status = unsafe {
+      sys::napi_create_external(
+        self.0,
+        data.cast(),
+        Some(finalize_context),
+        ptr::null_mut(),
+        &mut external,
+      )
+    };
+    if let Err(failed) = check(status) {
+      // SAFETY: no external was made, so the box is still ours.
+      drop(unsafe { Box::from_raw(data) });
+      return Err(failed);
+    }
     // SAFETY: tagging a fresh external of this env.
-    check(unsafe { sys::napi_type_tag_object(self.0, external, tag) })?;
-    Ok(external)
+    check(unsafe { sys::napi_type_tag_object(self.0, external, &CONTEXT_TAG) })?;
+    // SAFETY: the box lives until the finalizer, which cannot run while `external` is on
+    // the stack of the callback that receives this reference.
+    Ok((external, unsafe { &*data }))
   }
 
-  /// The data of an external tagged `tag`, or `None` for any other value.
-  pub fn external_data(
-    self,
-    value: sys::napi_value,
-    tag: &sys::napi_type_tag,
-  ) -> Option<*mut c_void> {
+  #[cfg(unix)]
+  /// The context an external made by [`Env::wrap_context`] owns; `None` for any other
+  /// value, so that a foreign external is refused instead of misread.
+  pub fn context<'a>(self, value: sys::napi_value) -> Option<&'a Shared> {
     let mut tagged = false;
     // SAFETY: out-pointer is a local; the call checks any value.
-    let status = unsafe { sys::napi_check_object_type_tag(self.0, value, tag, &mut tagged) };
+    let status =
+      unsafe { sys::napi_check_object_type_tag(self.0, value, &CONTEXT_TAG, &mut tagged) };
     if status != sys::Status::napi_ok || !tagged {
       return None;
     }
     let mut data: *mut c_void = ptr::null_mut();
     // SAFETY: a tagged value is an external; out-pointer is a local.
     check(unsafe { sys::napi_get_value_external(self.0, value, &mut data) }).ok()?;
-    Some(data)
+    // SAFETY: tagged externals are made by `wrap_context` only, and their box lives until
+    // their finalizer runs — not before, since `value` is on the caller's stack. Only shared
+    // references to it are made; its `RefCell` arbitrates mutation.
+    Some(unsafe { &*data.cast::<Shared>() })
   }
 
   /// An async context for the callbacks the event loop makes into JavaScript.
-  pub fn async_context(self, name: &str) -> JsResult<sys::napi_async_context> {
+  pub fn async_context(self, name: &str) -> JsResult<AsyncContext> {
     let name = self.string(name)?;
     let mut context = ptr::null_mut();
     // SAFETY: out-pointer is a local; a null resource lets Node make one.
     check(unsafe { sys::napi_async_init(self.0, ptr::null_mut(), name, &mut context) })?;
-    Ok(context)
+    Ok(AsyncContext(context))
   }
 
-  /// # Safety
-  /// `context` came from [`Env::async_context`] and is destroyed once.
-  pub unsafe fn destroy_async_context(self, context: sys::napi_async_context) {
-    if !context.is_null() {
-      // SAFETY: the caller's promise.
-      unsafe { sys::napi_async_destroy(self.0, context) };
+  /// Destroys an async context; its one caller, `teardown::finalize`, runs once per context.
+  pub fn destroy_async_context(self, context: AsyncContext) {
+    if !context.0.is_null() {
+      // SAFETY: made by `async_context` and destroyed once, as above.
+      unsafe { sys::napi_async_destroy(self.0, context.0) };
     }
   }
 
@@ -413,7 +427,7 @@ impl Env {
   /// from native code into JavaScript must: closing the callback scope runs the microtasks
   /// and `nextTick`s queued meanwhile, so `body` must hold no borrow that JavaScript could
   /// need when it returns.
-  pub fn in_callback_scope(self, context: sys::napi_async_context, body: impl FnOnce()) {
+  pub fn in_callback_scope(self, context: AsyncContext, body: impl FnOnce()) {
     let mut handle_scope = ptr::null_mut();
     let mut callback_scope = ptr::null_mut();
     // SAFETY: on the JS thread between loop phases, where opening scopes is allowed; the
@@ -422,7 +436,7 @@ impl Env {
       sys::napi_open_handle_scope(self.0, &mut handle_scope);
       let mut resource = ptr::null_mut();
       sys::napi_create_object(self.0, &mut resource);
-      sys::napi_open_callback_scope(self.0, resource, context, &mut callback_scope);
+      sys::napi_open_callback_scope(self.0, resource, context.0, &mut callback_scope);
     }
     body();
     // SAFETY: the scopes opened above, closed once each.
@@ -432,19 +446,52 @@ impl Env {
     }
   }
 
-  /// Registers `hook(handle, data)` to run when the environment is torn down.
-  ///
-  /// # Safety
-  /// `data` stays valid until the hook ran or was removed.
-  pub unsafe fn add_cleanup_hook(
-    self,
-    hook: sys::napi_async_cleanup_hook,
-    data: *mut c_void,
-  ) -> JsResult<sys::napi_async_cleanup_hook_handle> {
+  #[cfg(unix)]
+  /// Registers `teardown::on_env_teardown(shared, hook)` to run when the environment is
+  /// torn down while the context lives.
+  pub fn add_teardown_hook(self, shared: &Shared) -> JsResult<CleanupHook> {
     let mut handle = ptr::null_mut();
-    // SAFETY: the caller's promise about `data`; out-pointer is a local.
-    check(unsafe { sys::napi_add_async_cleanup_hook(self.0, hook, data, &mut handle) })?;
-    Ok(handle)
+    let data = (shared as *const Shared).cast_mut().cast::<c_void>();
+    // SAFETY: `shared` outlives the hook: `teardown::finalize`, which runs before its box
+    // is freed, removes the hook unless it ran already. Out-pointer is a local.
+    check(unsafe {
+      sys::napi_add_async_cleanup_hook(self.0, Some(on_env_teardown), data, &mut handle)
+    })?;
+    Ok(CleanupHook(handle))
+  }
+
+  /// The wire: a `Float64Array` of (slot, result) pairs, held strongly until
+  /// [`Env::release_wire`].
+  pub fn wire(self, value: sys::napi_value) -> Result<Wire, String> {
+    let (data, bytes) = self
+      .view_bytes(value)
+      .map_err(|_| "the wire must be a Float64Array".to_string())?;
+    if bytes < 16 || data.align_offset(8) != 0 {
+      return Err("the wire must be a Float64Array of at least 2 elements".into());
+    }
+    let pin = self
+      .reference(value, 1)
+      .map_err(|_| "a reference failed while creating the context".to_string())?;
+    Ok(Wire {
+      data: data.cast(),
+      len: (bytes / 8) & !1,
+      pin,
+    })
+  }
+
+  /// Lets go of the wire.
+  pub fn release_wire(self, wire: Wire) {
+    self.delete_reference(wire.pin);
+  }
+
+  /// The numbers of a `Float64Array`, copied: JavaScript may run before they are all used.
+  pub fn f64s(self, value: sys::napi_value) -> JsResult<Vec<f64>> {
+    let (data, bytes) = self.view_bytes(value)?;
+    let mut numbers = vec![0.0f64; bytes / 8];
+    // SAFETY: `data` spans `bytes` bytes of this view, alive for this call; `numbers` has
+    // room for all of them; a byte copy needs no alignment, and no JavaScript runs here.
+    unsafe { ptr::copy_nonoverlapping(data, numbers.as_mut_ptr().cast::<u8>(), numbers.len() * 8) };
+    Ok(numbers)
   }
 
   /// The libuv loop of this environment, where the runtime has one.
@@ -481,13 +528,70 @@ impl Env {
   }
 }
 
-/// Removes an environment cleanup hook, once, from wherever it ends up being removed.
-///
-/// # Safety
-/// `handle` came from [`Env::add_cleanup_hook`] and was not removed yet.
-pub unsafe fn remove_cleanup_hook(handle: sys::napi_async_cleanup_hook_handle) {
-  // SAFETY: the caller's promise.
-  unsafe { sys::napi_remove_async_cleanup_hook(handle) };
+/// An async context, from [`Env::async_context`].
+#[derive(Clone, Copy)]
+pub struct AsyncContext(sys::napi_async_context);
+
+impl AsyncContext {
+  pub const NONE: AsyncContext = AsyncContext(ptr::null_mut());
+}
+
+/// A registered environment cleanup hook; removing it consumes it, so it is removed once.
+pub struct CleanupHook(sys::napi_async_cleanup_hook_handle);
+
+impl CleanupHook {
+  /// Removes the hook: Node waits for this before it finishes tearing the environment down.
+  pub fn remove(self) {
+    // SAFETY: a live registration (made by `add_teardown_hook`, handed to the hook when it
+    // runs), removed once: `self` is consumed.
+    unsafe { sys::napi_remove_async_cleanup_hook(self.0) };
+  }
+}
+
+/// The facade's wire: its memory, and the reference that keeps it alive.
+pub struct Wire {
+  data: *mut f64,
+  len: usize,
+  pin: sys::napi_ref,
+}
+
+impl Wire {
+  /// Room for (slot, result) pairs, a whole number of them.
+  pub fn pairs(&mut self) -> &mut [f64] {
+    // SAFETY: `data` spans `len` doubles of a Float64Array that `pin` keeps alive until
+    // `release_wire`; only the JS thread touches it, and JavaScript reads it only while no
+    // slice of it is alive here (delivery.rs ends every borrow before calling `deliver`).
+    unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+  }
+}
+
+#[cfg(unix)]
+/// Tags our externals (see [`Env::context`]).
+const CONTEXT_TAG: sys::napi_type_tag = sys::napi_type_tag {
+  lower: 0x6361_696f_2d63_7478,
+  upper: 0x9e37_79b9_7f4a_7c16,
+};
+
+#[cfg(unix)]
+unsafe extern "C" fn finalize_context(
+  raw_env: sys::napi_env,
+  data: *mut c_void,
+  _hint: *mut c_void,
+) {
+  // SAFETY: `data` is the box `wrap_context` made; Node runs a finalizer once, and after it
+  // nothing can reach the box.
+  let shared = unsafe { Box::from_raw(data.cast::<Shared>()) };
+  crate::teardown::finalize(Env(raw_env), shared);
+}
+
+#[cfg(unix)]
+unsafe extern "C" fn on_env_teardown(
+  handle: sys::napi_async_cleanup_hook_handle,
+  data: *mut c_void,
+) {
+  // SAFETY: registered by `add_teardown_hook` with a `Shared` that outlives the hook.
+  let shared = unsafe { &*data.cast::<Shared>() };
+  crate::teardown::on_env_teardown(shared, CleanupHook(handle));
 }
 
 fn element_size(kind: sys::napi_typedarray_type) -> usize {

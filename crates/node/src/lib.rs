@@ -61,8 +61,8 @@ pub fn init(exports: Object, env: napi::Env) -> napi::Result<()> {
     (c"probe", Some(probe)),
   ];
   #[cfg(unix)]
-  functions.extend([
-    (c"start", Some(start as unsafe extern "C" fn(_, _) -> _)),
+  functions.extend::<[(&CStr, sys::napi_callback); 6]>([
+    (c"start", Some(start)),
     (c"submit", Some(submit)),
     (c"flush", Some(flush)),
     (c"cancel", Some(cancel)),

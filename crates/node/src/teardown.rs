@@ -1,69 +1,47 @@
 //! The two ends of a context: its environment going away (a worker ends, the process
 //! exits) while the context lives, and its external being collected. No JavaScript runs
-//! in either.
+//! in either; the fence's raw hooks call these with their arguments made safe.
 
-use std::ffi::c_void;
-
-use napi::sys;
-
+use crate::callbacks::guarded;
 use crate::context::Shared;
-use crate::fence::{remove_cleanup_hook, Env};
+use crate::delivery::REENTERED;
+use crate::fence::{CleanupHook, Env};
 
 /// The environment is being torn down while the context is still alive: cancel what is in
-/// the backend, wait for it, release the loop handle, and let Node go on once libuv has
-/// closed it.
-///
-/// # Safety
-/// Called by Node with the `Shared` registered in `Context::connect`, which is live: the
-/// finalizer removes the hook before freeing it.
-pub unsafe extern "C" fn on_env_teardown(
-  handle: sys::napi_async_cleanup_hook_handle,
-  target: *mut c_void,
-) {
-  // SAFETY: the caller's promise.
-  let shared = unsafe { &*target.cast::<Shared>() };
-  let torn_down = crate::callbacks::guarded(|| {
+/// the backend, wait for it, release the loop handle, and let Node go on (remove `hook`)
+/// once libuv has closed it.
+pub fn on_env_teardown(shared: &Shared, hook: CleanupHook) {
+  let mut hook = Some(hook);
+  let torn_down = guarded(|| {
     let mut ctx = shared
       .context
       .try_borrow_mut()
-      .map_err(|_| crate::delivery::REENTERED.to_string())?;
-    ctx.cleanup_hook = std::ptr::null_mut();
-    ctx.tear_down(Some((after_teardown, handle.cast())));
+      .map_err(|_| REENTERED.to_string())?;
+    // This hook is running: the finalizer must not remove it again.
+    ctx.cleanup_hook = None;
+    ctx.tear_down(hook.take());
     Ok(())
   });
-  if torn_down.is_err() {
+  if let (Err(_), Some(hook)) = (torn_down, hook) {
     // Node waits for this hook's removal; better a leak than an environment that hangs.
-    // SAFETY: `handle` is this hook's own registration, not removed yet.
-    unsafe { remove_cleanup_hook(handle) };
+    hook.remove();
   }
 }
 
-unsafe fn after_teardown(handle: *mut c_void) {
-  // SAFETY: `handle` is the registration `on_env_teardown` was given, removed once, here.
-  unsafe { remove_cleanup_hook(handle.cast()) };
-}
-
 /// The external's finalizer: frees the context and everything JavaScript-side it holds.
-///
-/// # Safety
-/// Called once by Node with the `Shared` that `open` boxed.
-pub unsafe extern "C" fn finalize(raw_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: the caller's promise; nothing else can reach the box any more.
-  let shared = unsafe { Box::from_raw(data.cast::<Shared>()) };
-  let env = Env(raw_env);
-  let _ = crate::callbacks::guarded(|| {
+pub fn finalize(env: Env, shared: Box<Shared>) {
+  let _ = guarded(|| {
     let mut ctx = shared.context.into_inner();
-    if !ctx.cleanup_hook.is_null() {
-      // SAFETY: registered in `connect`, not run (it nulls the handle) nor removed yet.
-      unsafe { remove_cleanup_hook(ctx.cleanup_hook) };
+    if let Some(hook) = ctx.cleanup_hook.take() {
+      hook.remove();
     }
     ctx.tear_down(None);
-    let hooks = ctx.hooks;
-    for reference in [hooks.this, hooks.deliver, hooks.wire] {
-      env.delete_reference(reference);
+    env.delete_reference(ctx.hooks.this);
+    env.delete_reference(ctx.hooks.deliver);
+    if let Some(wire) = ctx.wire.take() {
+      env.release_wire(wire);
     }
-    // SAFETY: made in `connect`, destroyed once, here.
-    unsafe { env.destroy_async_context(hooks.async_context) };
+    env.destroy_async_context(ctx.hooks.async_context);
     Ok(())
   });
 }
