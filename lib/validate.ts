@@ -76,8 +76,7 @@ const PLAIN_PROTOTYPES = new Set<unknown>([Buffer.prototype, Uint8Array.prototyp
 
 /** Whether a view's own properties can be trusted (a Buffer or a plain Uint8Array). */
 export function isPlainView(view: ArrayBufferView): boolean {
-  // An own property shadows the built-in getter as well as a subclass does.
-  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view)) && !Object.hasOwn(view, 'byteLength') && !Object.hasOwn(view, 'byteOffset') && !Object.hasOwn(view, 'length') && !Object.hasOwn(view, 'buffer')
+  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view))
 }
 
 function gettersOf(view: ArrayBufferView): typeof TYPED_ARRAY {
@@ -99,7 +98,9 @@ function trueByteLength(view: ArrayBufferView): number | undefined {
  * hand to code that trusts a view's own `byteLength` (as `node:fs` does).
  */
 export function plainBytes(view: ArrayBufferView): Uint8Array {
-  if (isPlainView(view)) return view as Uint8Array
+  // An own `byteLength` shadows the built-in getter as a subclass's does, and `node:fs`
+  // takes a view's extent from it. (The native backends ask Node-API for the real extent.)
+  if (isPlainView(view) && !Object.hasOwn(view, 'byteLength')) return view as Uint8Array
   const getters = gettersOf(view)
   return new Uint8Array(getters.buffer.call(view) as ArrayBufferLike, getters.byteOffset.call(view) as number, getters.byteLength.call(view) as number)
 }
