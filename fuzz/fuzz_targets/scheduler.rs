@@ -29,25 +29,13 @@ use caio_scheduler::wire::CLOSED_SLOT;
 use caio_scheduler::{Refused, Scheduler};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "input.rs"]
+mod input;
+use input::Input;
+
 const RESULTS: &[i64] = &[0, 1, 7, 4096, -5, -4, ECANCELED, -22, 0, 512];
 
-struct Input<'a>(&'a [u8]);
-
 impl Input<'_> {
-  fn byte(&mut self) -> u8 {
-    match self.0.split_first() {
-      Some((b, rest)) => {
-        self.0 = rest;
-        *b
-      }
-      None => 0,
-    }
-  }
-
-  fn is_empty(&self) -> bool {
-    self.0.is_empty()
-  }
-
   fn result(&mut self) -> i64 {
     RESULTS[self.byte() as usize % RESULTS.len()]
   }

@@ -7,6 +7,10 @@ use caio_core::{Opcode, Share};
 use caio_scheduler::wire::{self, BatchError, Refusal, BATCH_FIELDS, LINK_FLAG, MAX_LENGTH};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "input.rs"]
+mod input;
+use input::Input;
+
 const TWO_32: f64 = 4_294_967_296.0;
 const SPECIAL: &[f64] = &[
   0.0,
@@ -45,27 +49,7 @@ const SPECIAL: &[f64] = &[
   f64::NEG_INFINITY,
 ];
 
-struct Input<'a>(&'a [u8]);
-
 impl Input<'_> {
-  fn byte(&mut self) -> u8 {
-    match self.0.split_first() {
-      Some((b, rest)) => {
-        self.0 = rest;
-        *b
-      }
-      None => 0,
-    }
-  }
-
-  fn bytes<const N: usize>(&mut self) -> [u8; N] {
-    let mut out = [0; N];
-    for b in &mut out {
-      *b = self.byte();
-    }
-    out
-  }
-
   /// A number: raw bits, a small integer, a special value or a 32-bit integer.
   fn number(&mut self) -> f64 {
     match self.byte() % 5 {
