@@ -23,6 +23,13 @@ fn scheduler(capacity: usize, links: bool) -> (Scheduler, Fake) {
   with_traits(traits(capacity, links, false))
 }
 
+/// Flushes, completes `token` with `result` in the fake, and reaps it.
+fn flush_complete_reap(s: &mut Scheduler, f: &Fake, token: u64, result: i64) {
+  s.flush(1);
+  f.complete(token, result);
+  s.on_ready();
+}
+
 fn with_traits(traits: Traits) -> (Scheduler, Fake) {
   let (backend, fake) = fake(traits);
   (Scheduler::new(backend), fake)
@@ -155,9 +162,7 @@ fn operations_beyond_capacity_wait_in_order_and_go_in_as_completions_make_room()
   let t: Vec<u64> = (0..5).map(|_| start(&mut s, fsync())).collect();
   assert_eq!(f.pushed_tokens(), t[..2]);
   assert_eq!(s.outstanding(), 5);
-  s.flush(1);
-  f.complete(t[1], 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, t[1], 0);
   assert_eq!(f.pushed_tokens(), t[..3]);
   f.complete(t[0], 1);
   f.complete(t[2], 2);
@@ -266,9 +271,7 @@ fn results_are_delivered_as_slot_and_result_pairs_in_the_order_they_settled() {
 fn a_slot_is_reused_only_after_its_delivery_is_finished() {
   let (mut s, f) = scheduler(8, false);
   let a = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 0);
   assert_eq!(take(&mut s, 4), [(slot(a), 0.0)]);
   let b = start(&mut s, fsync());
   assert_ne!(slot(b), slot(a), "a slot on the wire is not free yet");
@@ -324,9 +327,7 @@ fn busy_until_the_last_result_has_been_read_off_the_wire() {
   assert!(!s.busy(), "a fresh scheduler holds nothing");
   let a = start(&mut s, fsync());
   assert!(s.busy(), "an operation outstanding");
-  s.flush(1);
-  f.complete(a, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 0);
   assert_eq!(s.outstanding(), 0);
   assert!(s.busy(), "its result waits in the outbox");
   assert_eq!(take(&mut s, 4), [(slot(a), 0.0)]);
@@ -339,9 +340,7 @@ fn busy_until_the_last_result_has_been_read_off_the_wire() {
 fn take_deliveries_moves_only_whole_pairs_that_fit() {
   let (mut s, f) = scheduler(8, false);
   let a = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 3);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 3);
   let mut wire = [f64::NAN; 1];
   assert_eq!(s.take_deliveries(&mut wire), 0, "no room for a pair");
   let mut wire = [f64::NAN; 3];
@@ -362,9 +361,7 @@ fn start_cancel_and_close_between_take_and_finish_settle_each_operation_rightly(
   let (mut s, f) = scheduler(2, false);
   let a = start(&mut s, fsync());
   let b = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 1);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 1);
   assert_eq!(take(&mut s, 8), [(slot(a), 1.0)]);
   // What a `then` getter might do while the pair of `a` is read off the wire:
   let c = start(&mut s, fsync()); // into the backend: `a` made room
@@ -380,9 +377,7 @@ fn start_cancel_and_close_between_take_and_finish_settle_each_operation_rightly(
   assert!(take(&mut s, 8).is_empty(), "unfinished");
   s.finish_delivery();
   assert_eq!(deliver(&mut s), [(slot(d), CLOSED)]);
-  s.flush(1);
-  f.complete(c, 3);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, c, 3);
   assert_eq!(
     deliver(&mut s),
     [(slot(b), ABORTED), (slot(c), 3.0), (CLOSED_SLOT, 0.0)]
@@ -396,9 +391,7 @@ fn start_cancel_and_close_between_two_deliveries_settle_each_operation_rightly()
   let (mut s, f) = scheduler(8, false);
   let a = start(&mut s, fsync());
   let b = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 1);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 1);
   assert_eq!(deliver(&mut s), [(slot(a), 1.0)]);
   let c = start(&mut s, fsync());
   assert_eq!(slot(c), slot(a), "a's slot is free: finished");
@@ -406,9 +399,7 @@ fn start_cancel_and_close_between_two_deliveries_settle_each_operation_rightly()
   assert!(f.cancels().is_empty());
   let (e, results) = batch(&mut s, vec![fsync(), fsync()]);
   s.cancel(e);
-  s.flush(1);
-  f.complete(b, 2);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, b, 2);
   assert_eq!(
     deliver(&mut s),
     [(slot(e), 0.0), (slot(b), 2.0)],
@@ -425,9 +416,7 @@ fn start_cancel_and_close_between_two_deliveries_settle_each_operation_rightly()
 fn close_during_an_unfinished_delivery_delivers_the_closed_pair_after_it() {
   let (mut s, f) = scheduler(8, false);
   let a = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 0);
   assert_eq!(take(&mut s, 8), [(slot(a), 0.0)]);
   s.close();
   assert!(
@@ -449,9 +438,7 @@ fn cancelling_a_queued_operation_delivers_aborted_at_once_and_never_pushes_it() 
   s.cancel(b);
   assert_eq!(deliver(&mut s), [(slot(b), ABORTED)]);
   assert!(f.cancels().is_empty());
-  s.flush(1);
-  f.complete(a, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 0);
   assert_eq!(f.pushed_tokens(), [a]);
   assert_eq!(deliver(&mut s), [(slot(a), 0.0)]);
 }
@@ -503,9 +490,7 @@ fn a_cancel_too_late_delivers_the_real_result_and_aborted_only_for_ecanceled() {
 fn stale_tokens_are_ignored_by_cancel() {
   let (mut s, f) = scheduler(4, false);
   let a = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 7);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 7);
   s.cancel(a); // settled, not delivered yet
   assert_eq!(deliver(&mut s), [(slot(a), 7.0)]);
   let b = start(&mut s, fsync());
@@ -515,9 +500,7 @@ fn stale_tokens_are_ignored_by_cancel() {
   s.cancel(12345); // a slot that never existed
   s.cancel(u64::MAX);
   assert!(f.cancels().is_empty());
-  s.flush(1);
-  f.complete(b, 8);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, b, 8);
   assert_eq!(deliver(&mut s), [(slot(b), 8.0)]);
 }
 
@@ -533,9 +516,7 @@ fn a_cancel_of_an_empty_batch_never_hits_the_next_tenant_of_its_slot() {
   assert_ne!(b, empty);
   s.cancel(empty);
   assert!(f.cancels().is_empty());
-  s.flush(1);
-  f.complete(b, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, b, 0);
   assert_eq!(deliver(&mut s), [(slot(b), 0.0)]);
 }
 
@@ -553,9 +534,7 @@ fn a_batch_is_delivered_once_with_result_zero_after_all_its_operations_have_resu
     assert_eq!(parts.index as f64, slot(b));
     assert_eq!(parts.position, Some(position));
   }
-  s.flush(1);
-  f.complete(tokens[2], EIO);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, tokens[2], EIO);
   assert!(!s.has_deliveries());
   let seen = results.get();
   assert!(
@@ -683,9 +662,7 @@ fn a_chain_waits_until_a_linking_backend_has_room_for_all_of_it() {
     [x],
     "room for 2 of 3; and y waits behind the chain"
   );
-  s.flush(1);
-  f.complete(x, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, x, 0);
   assert_eq!(
     f.pushed_tokens(),
     [x, op_token(b, 0), op_token(b, 1), op_token(b, 2)]
@@ -1161,9 +1138,7 @@ fn tear_down_after_a_finished_close_delivers_nothing_either() {
   // tear_down returned before clearing the outbox, and the closed pair was delivered.
   let (mut s, f) = scheduler(2, false);
   let a = start(&mut s, fsync());
-  s.flush(1);
-  f.complete(a, 0);
-  s.on_ready();
+  flush_complete_reap(&mut s, &f, a, 0);
   s.close();
   assert!(f.dropped());
   s.tear_down();
