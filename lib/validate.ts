@@ -99,8 +99,9 @@ function trueByteLength(view: ArrayBufferView): number | undefined {
  */
 export function plainBytes(view: ArrayBufferView): Uint8Array {
   // An own `byteLength` shadows the built-in getter as a subclass's does, and `node:fs`
-  // takes a view's extent from it. (The native backends ask Node-API for the real extent.)
-  if (isPlainView(view) && !Object.hasOwn(view, 'byteLength')) return view as Uint8Array
+  // takes a view's extent from it: only a view whose `byteLength` is the built-in one's is
+  // handed over as it is. (The native backends ask Node-API for the real extent.)
+  if (isPlainView(view) && view.byteLength === TYPED_ARRAY.byteLength.call(view)) return view as Uint8Array
   const getters = gettersOf(view)
   return new Uint8Array(getters.buffer.call(view) as ArrayBufferLike, getters.byteOffset.call(view) as number, getters.byteLength.call(view) as number)
 }
