@@ -4,6 +4,7 @@
  * return Promises turn the throw into a rejection.
  */
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
+import type { CodedError } from './errors'
 
 /** The most bytes one operation moves: what one `read(2)` moves on Linux. */
 export const MAX_LENGTH = 0x7fffffff
@@ -15,16 +16,23 @@ export const MAX_PRIORITY = 0xffff
 /** A file offset as the backends take it: a safe integer, or a bigint above that range. */
 export type Offset = number | bigint
 
+// Each validator of an operation's arguments is its accepting test, with the rejections out
+// of line: V8 inlines a function into its caller only while the caller's total bytecode stays
+// within a budget, and the messages would spend it on every call.
+
 export function validateFd(fd: unknown, name = 'fd'): number {
   if (typeof fd === 'number' && fd >>> 0 === fd && fd <= MAX_FD) return fd
-  if (typeof fd !== 'number') throw invalidArgType(name, 'of type number', fd)
-  if (!Number.isInteger(fd)) throw outOfRange(name, 'an integer', fd)
-  throw outOfRange(name, `>= 0 && <= ${MAX_FD}`, fd)
+  throw integerError(fd, name, MAX_FD)
 }
 
 export function validateOffset(offset: unknown, name = 'offset'): Offset {
+  if (typeof offset === 'number' && offset >= 0 && offset <= Number.MAX_SAFE_INTEGER && Math.floor(offset) === offset) return offset
+  return validateOtherOffset(offset, name)
+}
+
+/** {@link validateOffset} for anything but a safe integer number. */
+function validateOtherOffset(offset: unknown, name: string): Offset {
   if (typeof offset === 'number') {
-    if (offset >= 0 && offset <= Number.MAX_SAFE_INTEGER && Math.floor(offset) === offset) return offset
     if (!Number.isInteger(offset)) throw outOfRange(name, 'an integer', offset)
     throw outOfRange(name, `>= 0 && <= ${Number.MAX_SAFE_INTEGER}`, offset)
   }
@@ -38,13 +46,28 @@ export function validateOffset(offset: unknown, name = 'offset'): Offset {
 
 export function validateLength(length: unknown, name = 'nbytes'): number {
   if (typeof length === 'number' && length >>> 0 === length && length <= MAX_LENGTH) return length
-  if (typeof length !== 'number') throw invalidArgType(name, 'of type number', length)
-  if (!Number.isInteger(length)) throw outOfRange(name, 'an integer', length)
-  throw outOfRange(name, `>= 0 && <= ${MAX_LENGTH}`, length)
+  throw integerError(length, name, MAX_LENGTH)
+}
+
+/** Why `value` is not an integer from 0 to `max`. */
+function integerError(value: unknown, name: string, max: number): CodedError {
+  if (typeof value !== 'number') return invalidArgType(name, 'of type number', value)
+  if (!Number.isInteger(value)) return outOfRange(name, 'an integer', value)
+  return outOfRange(name, `>= 0 && <= ${max}`, value)
 }
 
 /** A buffer to read into or write from. A view of a detached ArrayBuffer is refused. */
 export function validateView(view: unknown, name = 'buffer'): ArrayBufferView {
+  if (ArrayBuffer.isView(view)) {
+    const length = trueByteLength(view)
+    // An empty view may be one of a detached buffer, which the full check tells apart.
+    if (length !== undefined && length > 0 && length <= MAX_LENGTH) return view
+  }
+  return validateOtherView(view, name)
+}
+
+/** {@link validateView} for anything but a view of 1 to `MAX_LENGTH` bytes. */
+function validateOtherView(view: unknown, name: string): ArrayBufferView {
   if (!ArrayBuffer.isView(view)) {
     throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', view)
   }
@@ -72,11 +95,14 @@ const DATA_VIEW = {
   byteOffset: intrinsic(DataView.prototype, 'byteOffset'),
   buffer: intrinsic(DataView.prototype, 'buffer'),
 }
-const PLAIN_PROTOTYPES = new Set<unknown>([Buffer.prototype, Uint8Array.prototype])
+const BUFFER_PROTOTYPE: object = Buffer.prototype
+const UINT8_ARRAY_PROTOTYPE: object = Uint8Array.prototype
 
 /** Whether a view's own properties can be trusted (a Buffer or a plain Uint8Array). */
 export function isPlainView(view: ArrayBufferView): boolean {
-  return PLAIN_PROTOTYPES.has(Object.getPrototypeOf(view))
+  // Two comparisons, not a Set: this runs on every js operation, and Set#has is a hash lookup.
+  const prototype: unknown = Object.getPrototypeOf(view)
+  return prototype === BUFFER_PROTOTYPE || prototype === UINT8_ARRAY_PROTOTYPE
 }
 
 function gettersOf(view: ArrayBufferView): typeof TYPED_ARRAY {
@@ -85,25 +111,40 @@ function gettersOf(view: ArrayBufferView): typeof TYPED_ARRAY {
 
 /** The view's real byte length, or undefined when its buffer is detached (DataView throws). */
 function trueByteLength(view: ArrayBufferView): number | undefined {
-  if (isPlainView(view)) return view.byteLength
   try {
-    return gettersOf(view).byteLength.call(view) as number
+    return byteLengthOf(view)
   } catch {
     return undefined
   }
 }
 
 /**
- * A plain Uint8Array over exactly the memory of `view`, from the built-in getters: what to
- * hand to code that trusts a view's own `byteLength` (as `node:fs` does).
+ * The real byte length of `view`, from the built-in getter: the extent every backend works
+ * on, whatever the view's own `byteLength` says. (The getter is also cheaper to call than
+ * the property `view.byteLength` is to read, which V8 does not inline.) Throws for a
+ * DataView of a detached buffer.
  */
-export function plainBytes(view: ArrayBufferView): Uint8Array {
+export function byteLengthOf(view: ArrayBufferView): number {
+  return gettersOf(view).byteLength.call(view) as number
+}
+
+/**
+ * A plain Uint8Array over exactly the memory of `view`, whose real byte length is `length`
+ * (from {@link byteLengthOf}): what to hand to code that trusts a view's own `byteLength`
+ * (as `node:fs` does).
+ */
+export function plainBytes(view: ArrayBufferView, length: number): Uint8Array {
   // An own `byteLength` shadows the built-in getter as a subclass's does, and `node:fs`
   // takes a view's extent from it: only a view whose `byteLength` is the built-in one's is
   // handed over as it is. (The native backends ask Node-API for the real extent.)
-  if (isPlainView(view) && view.byteLength === TYPED_ARRAY.byteLength.call(view)) return view as Uint8Array
+  if (isPlainView(view) && view.byteLength === length) return view as Uint8Array
+  return viewOfMemory(view, length)
+}
+
+/** A new Uint8Array over the memory of `view`, `length` bytes long. */
+function viewOfMemory(view: ArrayBufferView, length: number): Uint8Array {
   const getters = gettersOf(view)
-  return new Uint8Array(getters.buffer.call(view) as ArrayBufferLike, getters.byteOffset.call(view) as number, getters.byteLength.call(view) as number)
+  return new Uint8Array(getters.buffer.call(view) as ArrayBufferLike, getters.byteOffset.call(view) as number, length)
 }
 
 function isDetached(view: ArrayBufferView): boolean {
