@@ -30,7 +30,30 @@ test('the wire constants are the scheduler crate’s', (t) => {
 test('the opcodes are caio_core’s', (t) => {
   const body = /pub enum Opcode \{([^}]*)\}/.exec(rust('crates/core/src/lib.rs'))?.[1] ?? ''
   const variants = Object.fromEntries([...body.matchAll(/(\w+) = (\d+),/g)].map((m) => [m[1], Number(m[2])]))
-  t.deepEqual(variants, { Read: Opcode.Read, Write: Opcode.Write, Fsync: Opcode.Fsync, Fdatasync: Opcode.Fdatasync })
+  t.deepEqual(variants, {
+    Read: Opcode.Read,
+    Write: Opcode.Write,
+    Fsync: Opcode.Fsync,
+    Fdatasync: Opcode.Fdatasync,
+    Open: Opcode.Open,
+    Close: Opcode.Close,
+    Stat: Opcode.Stat,
+    Fstat: Opcode.Fstat,
+    Unlink: Opcode.Unlink,
+    Rename: Opcode.Rename,
+    Mkdir: Opcode.Mkdir,
+    Ftruncate: Opcode.Ftruncate,
+    Access: Opcode.Access,
+    Copyfile: Opcode.Copyfile,
+  })
+})
+
+test('the cursor offset and the stat area are caio_core’s', (t) => {
+  const core = rust('crates/core/src/lib.rs')
+  t.regex(core, /pub const AT_CURSOR: u64 = u64::MAX;/)
+  t.is(wire.AT_CURSOR, -1, 'JavaScript says -1 for u64::MAX (crates/scheduler wire::start_offset)')
+  t.is(wire.STATX_SIZE, constant(core, 'STATX_SIZE'))
+  t.regex(rust('crates/scheduler/src/wire.rs'), /if value == -1\.0 \{\s*Ok\(caio_core::AT_CURSOR\)/)
 })
 
 test('results that are not an errno lie below every errno and never collide', (t) => {

@@ -5,13 +5,40 @@
  * against the Rust source.
  */
 
-/** Operation codes (`caio_core::Opcode`). */
+/**
+ * Operation codes (`caio_core::Opcode`). A path operation takes its path NUL-terminated in
+ * the view (after a {@link STATX_SIZE}-byte answer area for `Stat`; two paths for `Rename`
+ * and `Copyfile`) and its flags, mode or length in the offset.
+ */
 export const enum Opcode {
   Read = 0,
   Write = 1,
   Fsync = 2,
   Fdatasync = 3,
+  /** offset = flags + mode * 2^32; resolves the new descriptor. */
+  Open = 4,
+  Close = 5,
+  /** offset = `AT_*` flags (`AT_SYMLINK_NOFOLLOW` for lstat). */
+  Stat = 6,
+  /** The view is the answer area. */
+  Fstat = 7,
+  /** offset = `AT_REMOVEDIR` for rmdir, else 0. */
+  Unlink = 8,
+  Rename = 9,
+  /** offset = mode. */
+  Mkdir = 10,
+  /** offset = length. */
+  Ftruncate = 11,
+  /** offset = mode (`F_OK`, `R_OK`, …). */
+  Access = 12,
+  /** offset = Node's `COPYFILE_*` flags. */
+  Copyfile = 13,
 }
+
+/** The offset of a read or write at the descriptor's file position (`caio_core::AT_CURSOR`). */
+export const AT_CURSOR = -1
+/** Bytes of the `struct statx` answer area of `Stat`/`Fstat` (`caio_core::STATX_SIZE`). */
+export const STATX_SIZE = 256
 
 /** Doubles per operation in a batch descriptor: `[opcode | link, fd, offset / 2^32, offset % 2^32, priority]`. */
 export const BATCH_FIELDS = 5

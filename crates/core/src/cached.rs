@@ -41,7 +41,8 @@ pub const READS_IF_CACHED: bool = cfg!(all(target_os = "linux", target_pointer_w
 /// `preadv2(RWF_NOWAIT)`: the bytes if the page cache has all of them (or the read ends at
 /// end of file), `None` when the read must be done the waiting way: not cached, a kernel
 /// or file system without `RWF_NOWAIT`, or any error, which the waiting read then reports
-/// as it stands. Not for files opened with `O_DIRECT`, whose reads wait for the device even
+/// as it stands; and `None` for a read at [`AT_CURSOR`](crate::AT_CURSOR), which only the
+/// waiting read may do. Not for files opened with `O_DIRECT`, whose reads wait for the device even
 /// so: [`read_if_cached_unless_direct`] leaves those out.
 ///
 /// # Safety
@@ -49,6 +50,10 @@ pub const READS_IF_CACHED: bool = cfg!(all(target_os = "linux", target_pointer_w
 /// rule, crate docs).
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub unsafe fn read_if_cached(op: &Operation) -> Option<i64> {
+  // A read at the file position must move it once, by what it read: never try it twice.
+  if op.offset == crate::AT_CURSOR {
+    return None;
+  }
   let iov = libc::iovec {
     iov_base: op.buf.cast(),
     iov_len: op.len as usize,

@@ -1,7 +1,7 @@
 //! The words every caio backend speaks, and nothing else.
 //!
 //! An [`Operation`] is one read, write, fsync or fdatasync on a file descriptor at an
-//! offset; a [`Completion`] is its outcome, matched to it by a token. A [`Backend`]
+//! offset, or one operation on a file by its path (open, stat, unlink, …); a [`Completion`] is its outcome, matched to it by a token. A [`Backend`]
 //! accepts operations and hands back completions, and signals a [`Notifier`] whenever
 //! completions are ready, so that an event loop can watch one file descriptor per
 //! context. The [`errno`] module names OS errors the way Node.js does.
@@ -24,6 +24,8 @@ pub mod local;
 #[cfg(unix)]
 mod notifier;
 #[cfg(unix)]
+pub mod paths;
+#[cfg(unix)]
 pub mod sys;
 #[cfg(all(unix, feature = "testing"))]
 pub mod testing;
@@ -40,29 +42,77 @@ pub type RawFd = i32;
 pub use notifier::Notifier;
 
 /// What an [`Operation`] does.
+///
+/// The path operations name their file by a NUL-terminated path in the operation's buffer,
+/// relative to the working directory; their offset field carries their flags. Every
+/// backend does every opcode, natively where the kernel has an opcode for it, else on a
+/// pool thread; [`crate::sys::perform_blocking`] is what each one means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum Opcode {
-  /// `pread`: fill the buffer from the file at the offset.
+  /// `pread`: fill the buffer from the file at the offset (`read` at [`AT_CURSOR`]).
   Read = 0,
-  /// `pwrite`: write the buffer to the file at the offset.
+  /// `pwrite`: write the buffer to the file at the offset (`write` at [`AT_CURSOR`]).
   Write = 1,
   /// `fsync`: flush data and metadata.
   Fsync = 2,
   /// `fdatasync`: flush data and the metadata needed to read it back.
   Fdatasync = 3,
+  /// `openat(AT_FDCWD, path, flags, mode)`: the buffer holds the path, the offset
+  /// `flags | mode << 32`; the result is the new descriptor.
+  Open = 4,
+  /// `close(fd)`.
+  Close = 5,
+  /// `statx(AT_FDCWD, path, flags, STATX_BASIC_STATS | STATX_BTIME)`: the buffer holds
+  /// [`STATX_SIZE`] bytes for the answer, then the path; the offset holds the `AT_*` flags.
+  Stat = 6,
+  /// `statx(fd, "", AT_EMPTY_PATH, …)` into the [`STATX_SIZE`] bytes of the buffer.
+  Fstat = 7,
+  /// `unlinkat(AT_FDCWD, path, flags)`: the offset holds `AT_REMOVEDIR` for `rmdir`.
+  Unlink = 8,
+  /// `renameat(AT_FDCWD, from, AT_FDCWD, to)`: the buffer holds both paths, one after the
+  /// other.
+  Rename = 9,
+  /// `mkdirat(AT_FDCWD, path, mode)`: the offset holds the mode.
+  Mkdir = 10,
+  /// `ftruncate(fd, length)`: the offset holds the length.
+  Ftruncate = 11,
+  /// `faccessat(AT_FDCWD, path, mode, 0)`: the offset holds the mode.
+  Access = 12,
+  /// Copies a whole file, as libuv's `uv_fs_copyfile` does: the buffer holds the source
+  /// and destination paths, the offset the `COPYFILE_*` flags of Node.
+  Copyfile = 13,
 }
 
+/// The offset of a read or write that uses and advances the descriptor's file position,
+/// as `read(2)`/`write(2)` do, instead of a position of its own.
+pub const AT_CURSOR: u64 = u64::MAX;
+
+/// Bytes of a `Stat`/`Fstat` buffer that the kernel's `struct statx` fills.
+pub const STATX_SIZE: usize = 256;
+
 impl Opcode {
+  /// Every opcode, in wire order.
+  pub const ALL: [Opcode; 14] = [
+    Opcode::Read,
+    Opcode::Write,
+    Opcode::Fsync,
+    Opcode::Fdatasync,
+    Opcode::Open,
+    Opcode::Close,
+    Opcode::Stat,
+    Opcode::Fstat,
+    Opcode::Unlink,
+    Opcode::Rename,
+    Opcode::Mkdir,
+    Opcode::Ftruncate,
+    Opcode::Access,
+    Opcode::Copyfile,
+  ];
+
   /// Decodes the number JavaScript passes for an opcode.
   pub fn from_u32(value: u32) -> Option<Opcode> {
-    match value {
-      0 => Some(Opcode::Read),
-      1 => Some(Opcode::Write),
-      2 => Some(Opcode::Fsync),
-      3 => Some(Opcode::Fdatasync),
-      _ => None,
-    }
+    Opcode::ALL.get(usize::try_from(value).ok()?).copied()
   }
 
   /// The name of the system call this operation stands for, as Node's fs errors say it.
@@ -72,12 +122,46 @@ impl Opcode {
       Opcode::Write => "write",
       Opcode::Fsync => "fsync",
       Opcode::Fdatasync => "fdatasync",
+      Opcode::Open => "open",
+      Opcode::Close => "close",
+      Opcode::Stat => "stat",
+      Opcode::Fstat => "fstat",
+      Opcode::Unlink => "unlink",
+      Opcode::Rename => "rename",
+      Opcode::Mkdir => "mkdir",
+      Opcode::Ftruncate => "ftruncate",
+      Opcode::Access => "access",
+      Opcode::Copyfile => "copyfile",
     }
   }
 
-  /// Whether the operation moves bytes through a buffer.
+  /// Whether the operation moves file data through its buffer (a read or a write), rather
+  /// than passing a path or a stat area through it, or having none.
   pub fn uses_buffer(self) -> bool {
     matches!(self, Opcode::Read | Opcode::Write)
+  }
+
+  /// Whether the operation has a buffer at all: its data, its paths or its stat area.
+  pub fn has_buffer(self) -> bool {
+    !matches!(
+      self,
+      Opcode::Fsync | Opcode::Fdatasync | Opcode::Close | Opcode::Ftruncate
+    )
+  }
+
+  /// Whether the operation names its file by a path, so that the kernel checks the
+  /// caller's credentials for it (`Close` and the descriptor operations check none).
+  pub fn checks_credentials(self) -> bool {
+    matches!(
+      self,
+      Opcode::Open
+        | Opcode::Stat
+        | Opcode::Unlink
+        | Opcode::Rename
+        | Opcode::Mkdir
+        | Opcode::Access
+        | Opcode::Copyfile
+    )
   }
 }
 
@@ -106,7 +190,8 @@ pub struct Operation {
   pub opcode: Opcode,
   /// The file descriptor to do it on.
   pub fd: RawFd,
-  /// Byte offset in the file (ignored by syncs). At most `i64::MAX`.
+  /// Byte offset in the file: at most `i64::MAX`, or [`AT_CURSOR`]. Ignored by syncs; the
+  /// flags, mode or length of the operations that have no offset (see [`Opcode`]).
   pub offset: u64,
   /// Start of the caller's buffer (null for syncs).
   pub buf: *mut u8,

@@ -97,6 +97,37 @@ impl Notifier {
   }
 }
 
+impl Notifier {
+  /// A second handle on the same notifier (duplicated descriptors): a signal through
+  /// either is seen by both, so that two producers of completions can share one.
+  pub fn try_clone(&self) -> io::Result<Notifier> {
+    let dup = |fd: RawFd| {
+      // SAFETY: F_DUPFD_CLOEXEC takes no pointer; a bad fd just fails.
+      let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+      if copy < 0 {
+        Err(io::Error::last_os_error())
+      } else {
+        Ok(copy)
+      }
+    };
+    let read_fd = dup(self.read_fd)?;
+    if self.write_fd == self.read_fd {
+      return Ok(Notifier {
+        read_fd,
+        write_fd: read_fd,
+      });
+    }
+    match dup(self.write_fd) {
+      Ok(write_fd) => Ok(Notifier { read_fd, write_fd }),
+      Err(error) => {
+        // SAFETY: the copy was made above and is not used elsewhere.
+        unsafe { libc::close(read_fd) };
+        Err(error)
+      }
+    }
+  }
+}
+
 impl AsRawFd for Notifier {
   fn as_raw_fd(&self) -> RawFd {
     self.read_fd

@@ -1,12 +1,12 @@
 //! The system-call helpers every backend shares: the blocking call of one operation (with
-//! its `EINTR` retry), waiting for a notifier, the kernel's version, and descriptor flags.
+//! its `EINTR` retry), the credentials path operations run with, waiting for a notifier, the kernel's version, and descriptor flags.
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use crate::{Opcode, Operation};
+use crate::{Opcode, Operation, AT_CURSOR};
 
 /// The calling thread's `errno` after a failed call, as a negative completion result.
 pub fn last_error() -> i64 {
@@ -32,22 +32,31 @@ pub fn retry_eintr(mut call: impl FnMut() -> i64) -> i64 {
   }
 }
 
-/// Runs `op` with the blocking system call (`pread`, `pwrite`, `fsync`, `fdatasync`),
-/// retrying `EINTR`: the bytes moved, or a negative errno.
+/// Runs `op` with the blocking system call (`pread`, `pwrite`, `fsync`, `fdatasync`; `read`
+/// and `write` at [`AT_CURSOR`]; the path operations' own, see [`crate::paths`]), retrying
+/// `EINTR`: the bytes moved (or the new descriptor, or 0), or a negative errno.
 ///
 /// # Safety
 /// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
 /// rule, crate docs).
 pub unsafe fn perform_blocking(op: &Operation) -> i64 {
+  if !op.opcode.uses_buffer() && !matches!(op.opcode, Opcode::Fsync | Opcode::Fdatasync) {
+    // SAFETY: the caller upholds the buffer rule, which is that function's contract too.
+    return unsafe { crate::paths::perform_path_operation(op) };
+  }
+  let at_cursor = op.offset == AT_CURSOR;
   let offset = op.offset.min(i64::MAX as u64) as libc::off_t;
+  let (buf, len) = (op.buf.cast(), op.len as usize);
   retry_eintr(|| {
     // SAFETY: the caller guarantees `op.buf` spans `op.len` valid, exclusive bytes.
     unsafe {
       match op.opcode {
-        Opcode::Read => libc::pread(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
-        Opcode::Write => libc::pwrite(op.fd, op.buf.cast(), op.len as usize, offset) as i64,
+        Opcode::Read if at_cursor => libc::read(op.fd, buf, len) as i64,
+        Opcode::Write if at_cursor => libc::write(op.fd, buf, len) as i64,
+        Opcode::Read => libc::pread(op.fd, buf, len, offset) as i64,
+        Opcode::Write => libc::pwrite(op.fd, buf, len, offset) as i64,
         Opcode::Fsync => libc::fsync(op.fd) as i64,
-        Opcode::Fdatasync => fdatasync(op.fd) as i64,
+        _ => fdatasync(op.fd) as i64,
       }
     }
   })
@@ -121,6 +130,52 @@ pub fn is_nonblocking(fd: RawFd) -> bool {
   // SAFETY: F_GETFL takes no pointer; a bad fd just fails.
   let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
   flags >= 0 && flags & libc::O_NONBLOCK != 0
+}
+
+/// The identity the kernel checks a path operation against: real, effective and saved
+/// user and group ids, and the supplementary groups. A kernel thread working for an
+/// io_uring (its SQPOLL thread) keeps the identity the ring was set up with, so a backend
+/// compares this with its set-up's before it lets that thread open or remove a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+  users: [libc::uid_t; 3],
+  groups: [libc::gid_t; 3],
+  supplementary: Vec<libc::gid_t>,
+}
+
+impl Credentials {
+  /// The calling thread's credentials (on Linux, glibc keeps every thread's the same).
+  #[cfg(target_os = "linux")]
+  pub fn current() -> Credentials {
+    let mut users = [0; 3];
+    let mut groups = [0; 3];
+    let [ruid, euid, suid] = &mut users;
+    let [rgid, egid, sgid] = &mut groups;
+    // SAFETY: three out-pointers each, to locals.
+    unsafe {
+      libc::getresuid(ruid, euid, suid);
+      libc::getresgid(rgid, egid, sgid);
+    }
+    let mut supplementary = vec![0; 64];
+    loop {
+      let room = supplementary.len() as libc::c_int;
+      // SAFETY: `room` entries of writable memory.
+      let count = unsafe { libc::getgroups(room, supplementary.as_mut_ptr()) };
+      if count >= 0 {
+        supplementary.truncate(count as usize);
+        break;
+      }
+      // EINVAL: more groups than room.
+      // SAFETY: a zero size asks for the count only.
+      let needed = unsafe { libc::getgroups(0, std::ptr::null_mut()) }.max(0) as usize;
+      supplementary.resize(needed.max(supplementary.len() * 2), 0);
+    }
+    Credentials {
+      users,
+      groups,
+      supplementary,
+    }
+  }
 }
 
 #[cfg(test)]

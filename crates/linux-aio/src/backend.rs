@@ -77,6 +77,17 @@ impl AioBackend {
     AioBackend::with_reaping(capacity, true)
   }
 
+  /// Whether kernel AIO does `op`: reads, writes and syncs at an offset of their own. The
+  /// path operations and a read or write at the file position have no `IOCB_CMD_*`; they
+  /// go to a side pool (`caio_thread::Offload`).
+  pub fn performs(&self, op: &Operation) -> bool {
+    op.offset != caio_core::AT_CURSOR
+      && matches!(
+        op.opcode,
+        Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
+      )
+  }
+
   /// `new`, reading completions from the mapped ring when `from_ring` and the ring is one
   /// this code understands, through `io_getevents` otherwise.
   pub(crate) fn with_reaping(capacity: usize, from_ring: bool) -> io::Result<AioBackend> {
@@ -260,6 +271,9 @@ fn iocb_for(op: &Operation, index: u32, resfd: libc::c_int) -> Iocb {
     Opcode::Write => (IOCB_CMD_PWRITE, op.buf as usize as u64, op.len, offset),
     Opcode::Fsync => (IOCB_CMD_FSYNC, 0, 0, 0),
     Opcode::Fdatasync => (IOCB_CMD_FDSYNC, 0, 0, 0),
+    // Never pushed (see `performs`); should one be, the kernel refuses the opcode with
+    // EINVAL and `refusal` does it the blocking way.
+    _ => (u16::MAX, 0, 0, 0),
   };
   let mut flags = IOCB_FLAG_RESFD;
   if op.priority != 0 {

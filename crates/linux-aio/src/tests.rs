@@ -409,3 +409,11 @@ fn drop_with_operations_outstanding_returns() {
   eprintln!("drop took {:?}", started.elapsed());
   assert!(buffers.iter_mut().all(|b| b.bytes().len() == 1 << 20));
 }
+
+#[test]
+fn path_operations_and_cursor_io_with_the_side_pool() {
+  let aio = AioBackend::new(4).unwrap();
+  let mut offloaded = caio_thread::Offload::new(aio, AioBackend::performs);
+  contract::path_operations_and_cursor_io(&mut offloaded);
+  assert!(offloaded.pool_started());
+}

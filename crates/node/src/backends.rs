@@ -86,7 +86,11 @@ pub fn open(name: &str, options: &Options) -> Result<Opened, String> {
           pool_size: 0,
           sqpoll: backend.sqpoll_active(),
         },
-        backend: Box::new(backend),
+        // Access, copyfile, and path operations an SQPOLL thread may not do, on a side pool.
+        backend: Box::new(caio_thread::Offload::new(
+          backend,
+          caio_uring::UringBackend::performs,
+        )),
       })
     }
     #[cfg(target_os = "linux")]
@@ -95,7 +99,11 @@ pub fn open(name: &str, options: &Options) -> Result<Opened, String> {
         .map_err(|error| caio_linux_aio::setup_error_message(&error))?;
       Ok(Opened {
         details: Details::default(),
-        backend: Box::new(backend),
+        // Kernel AIO has no path operations: they run on a side pool.
+        backend: Box::new(caio_thread::Offload::new(
+          backend,
+          caio_linux_aio::AioBackend::performs,
+        )),
       })
     }
     other => Err(

@@ -155,7 +155,8 @@ callback!(
 
 callback!(
   /// `start(ctx, opcode, fd, offset, view, priority) -> token`, or -1 when the context is
-  /// closed. The result is delivered under slot `token % 2^24`, never within this call.
+  /// closed. `offset` is -1 for a read or write at the file position; a path operation
+  /// carries its flags there and its path in `view` (see `caio_core::Opcode`). The result is delivered under slot `token % 2^24`, never within this call.
   #[cfg(unix)]
   start(env, info) {
     let [ctx, opcode, fd, offset, view, priority] = env.args::<6>(info).map_err(|_| internal(env))?;
@@ -164,8 +165,8 @@ callback!(
     let fd = env.get_f64(fd).ok().and_then(|fd| wire::fd(fd).ok()).ok_or_else(|| type_error(env, "fd must be an integer"))?;
     let mut op = Operation::sync(opcode, fd, 0);
     op.priority = wire::priority(env.get_f64(priority).unwrap_or(0.0));
-    if opcode.uses_buffer() {
-      op.offset = env.get_offset(offset).ok_or_else(|| type_error(env, "offset must be a non-negative safe integer or bigint"))?;
+    op.offset = env.get_offset(offset).ok_or_else(|| type_error(env, "offset must be a non-negative safe integer or bigint, or -1"))?;
+    if opcode.has_buffer() {
       let (data, length) = env.view_bytes(view).map_err(|_| type_error(env, "buffer must be an ArrayBufferView"))?;
       op.buf = data;
       op.len = wire::length(length);

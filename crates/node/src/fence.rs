@@ -131,11 +131,12 @@ impl Env {
     Ok(b)
   }
 
-  /// A file offset given as a number (exact below 2^53) or a bigint, in `0..=i64::MAX`.
+  /// A file offset given as a number (exact below 2^53) or a bigint, in `0..=i64::MAX`,
+  /// or -1 for `caio_core::AT_CURSOR`.
   #[inline]
   pub fn get_offset(self, value: sys::napi_value) -> Option<u64> {
     if let Ok(n) = self.get_f64(value) {
-      return caio_scheduler::wire::offset(n).ok();
+      return caio_scheduler::wire::start_offset(n).ok();
     }
     let mut big = 0i64;
     let mut lossless = false;

@@ -80,6 +80,16 @@ pub fn offset(value: f64) -> Result<u64, Refusal> {
   }
 }
 
+/// The offset of a single operation given as one number: what [`offset`] takes, or -1 for
+/// [`AT_CURSOR`](caio_core::AT_CURSOR).
+pub fn start_offset(value: f64) -> Result<u64, Refusal> {
+  if value == -1.0 {
+    Ok(caio_core::AT_CURSOR)
+  } else {
+    offset(value)
+  }
+}
+
 /// An offset given as two 32-bit halves.
 pub fn offset_halves(high: f64, low: f64) -> Result<u64, Refusal> {
   let half = |v: f64, max: f64| v.fract() == 0.0 && (0.0..=max).contains(&v);
@@ -123,6 +133,14 @@ pub fn decode_batch<E>(
     }
     let code = code as u32;
     let opcode = opcode(f64::from(code & 0xff)).map_err(BatchError::Refused)?;
+    // A batch moves data between descriptors it was given: the path operations, whose
+    // buffers hold paths, are single operations only.
+    if !matches!(
+      opcode,
+      Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
+    ) {
+      return Err(BatchError::Refused(Refusal::Opcode));
+    }
     let mut op = Operation::sync(opcode, fd(field[1]).map_err(BatchError::Refused)?, 0);
     op.link = code & LINK_FLAG != 0;
     op.priority = priority(field[4]);

@@ -23,9 +23,14 @@
 //! The pool runs no linked chains ([`Traits::links`] is false): the scheduler pushes a
 //! chain one operation at a time, each after the one before succeeded, so `Operation::link`
 //! is ignored here and every operation runs on its own.
+//!
+//! The pool does every [`Opcode`], the path operations included
+//! ([`caio_core::paths`]); [`Offload`] lends it, as a small side pool, to a backend that
+//! cannot do some of them itself.
 
 #![cfg(unix)]
 
+mod offload;
 mod pool;
 #[cfg(test)]
 mod tests;
@@ -43,6 +48,8 @@ use caio_core::{
 };
 
 use pool::{cancelled, lock, Shared};
+
+pub use offload::{Offload, SIDE_POOL_SIZE};
 
 /// Pool size when the caller does not choose one.
 pub const DEFAULT_POOL_SIZE: usize = 8;
@@ -70,9 +77,19 @@ impl ThreadBackend {
   /// Starts `pool_size` workers (at least one) for at most `capacity` outstanding operations
   /// (at least one).
   pub fn new(capacity: usize, pool_size: usize) -> io::Result<ThreadBackend> {
+    ThreadBackend::signalling(Notifier::new()?, capacity, pool_size)
+  }
+
+  /// Like [`ThreadBackend::new`], signalling `notifier` (perhaps another backend's, through
+  /// [`Notifier::try_clone`]) when completions are ready.
+  pub fn signalling(
+    notifier: Notifier,
+    capacity: usize,
+    pool_size: usize,
+  ) -> io::Result<ThreadBackend> {
     let capacity = capacity.max(1);
     let pool_size = pool_size.max(1);
-    let shared = Arc::new(Shared::new(Notifier::new()?, capacity, pool_size));
+    let shared = Arc::new(Shared::new(notifier, capacity, pool_size));
     let mut backend = ThreadBackend {
       shared,
       workers: Vec::with_capacity(pool_size),

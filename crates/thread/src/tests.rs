@@ -306,3 +306,19 @@ fn reads_marked_elsewhere_go_to_one_worker_and_what_it_cannot_read_cached_goes_b
     [done(10, espipe), done(11, espipe)]
   );
 }
+
+#[test]
+fn path_operations_and_cursor_io() {
+  contract::path_operations_and_cursor_io(&mut ThreadBackend::new(4, 2).unwrap());
+}
+
+#[test]
+fn offload_sends_what_the_backend_does_not_do_to_its_pool() {
+  // A thread backend that "does" only reads and writes: the rest goes to the side pool,
+  // which signals the same notifier and is reaped with it.
+  let inner = ThreadBackend::new(4, 1).unwrap();
+  let mut offloaded = crate::Offload::new(inner, |_, op| op.opcode.uses_buffer());
+  contract::path_operations_and_cursor_io(&mut offloaded);
+  assert!(offloaded.pool_started());
+  contract::reads_writes_and_syncs(&mut offloaded);
+}

@@ -36,6 +36,7 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use caio_core::local::LocalCompletions;
+use caio_core::sys::Credentials;
 use caio_core::{Backend, Completion, Full, Notifier, Operation, Place, Submitted, Traits};
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -98,6 +99,10 @@ pub struct UringBackend {
   /// notifier.
   done_here: LocalCompletions,
   notifier: Notifier,
+  /// The opcodes this kernel's io_uring does, one bit per `caio_core::Opcode`.
+  opcodes: u32,
+  /// With SQPOLL: the credentials the ring's kernel thread has (the process's at set-up).
+  set_up_as: Option<Credentials>,
 }
 
 impl UringBackend {
@@ -120,6 +125,8 @@ impl UringBackend {
     // inside io_uring_enter, which are most buffered reads.
     ring.submitter().register_eventfd(notifier.fd())?;
     Ok(UringBackend {
+      opcodes: probe::supported_opcodes(&ring),
+      set_up_as: sqpoll.then(Credentials::current),
       ext_arg: ring.params().is_feature_ext_arg(),
       ring,
       table: Table::new(capacity),
@@ -134,6 +141,29 @@ impl UringBackend {
       done_here: LocalCompletions::default(),
       notifier,
     })
+  }
+
+  /// Whether this ring does `op` itself; the rest goes to a side pool
+  /// (`caio_thread::Offload`). Not: an opcode the kernel lacks (`access` and the whole-file
+  /// copy always), a path operation whose buffer lacks a path's NUL (the kernel would read
+  /// past it), and — with SQPOLL, whose kernel thread keeps the credentials the ring was
+  /// set up with — any operation the kernel checks credentials for, once the process has
+  /// changed its own.
+  pub fn performs(&self, op: &Operation) -> bool {
+    if self.opcodes & (1 << op.opcode as u32) == 0 {
+      return false;
+    }
+    if op.opcode.uses_buffer() || !op.opcode.has_buffer() {
+      return true;
+    }
+    // SAFETY: the pusher upholds the buffer rule for `op`.
+    if !unsafe { caio_core::paths::well_formed(op) } {
+      return false;
+    }
+    match &self.set_up_as {
+      Some(credentials) if op.opcode.checks_credentials() => *credentials == Credentials::current(),
+      _ => true,
+    }
   }
 
   /// Whether the ring really has an SQPOLL kernel thread (asked for, and granted).
@@ -277,6 +307,16 @@ impl Backend for UringBackend {
     let Some(index) = self.table.take(op) else {
       return Err(Full);
     };
+    if !op.opcode.uses_buffer() && !self.performs(&op) {
+      // Offload sends these to its pool; pushed here all the same, refuse them rather
+      // than hand the kernel a path it would read past or an opcode it lacks.
+      self.table.outstanding += 1;
+      self
+        .table
+        .settle(index, -libc::EINVAL, self.done_here.list_mut());
+      self.done_here.announce(&self.notifier);
+      return Ok(index as Place);
+    }
     if self.chain.is_empty() && self.hold(&op) {
       self.held.push(index as u32);
       self.table.outstanding += 1;

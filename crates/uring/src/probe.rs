@@ -2,6 +2,7 @@
 //! user can act on.
 
 use caio_core::sys::kernel_version;
+use caio_core::Opcode;
 use io_uring::{opcode, IoUring, Probe};
 
 /// The reason given when `io_uring_setup` does not exist for this process.
@@ -17,6 +18,39 @@ const REQUIRED: [(u8, &str); 4] = [
   (opcode::Fsync::CODE, "IORING_OP_FSYNC"),
   (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL"),
 ];
+
+/// The `caio_core::Opcode`s `ring` does, one bit each: the data operations always (the
+/// probe made sure), each path operation when the kernel has its opcode. `access` and the
+/// whole-file copy have none.
+pub(crate) fn supported_opcodes(ring: &IoUring) -> u32 {
+  let data = [
+    Opcode::Read,
+    Opcode::Write,
+    Opcode::Fsync,
+    Opcode::Fdatasync,
+  ];
+  let mut bits = data.iter().fold(0, |bits, &op| bits | 1 << op as u32);
+  let mut probe = Probe::new();
+  if ring.submitter().register_probe(&mut probe).is_err() {
+    return bits;
+  }
+  let by_kernel = [
+    (Opcode::Open, opcode::OpenAt::CODE),
+    (Opcode::Close, opcode::Close::CODE),
+    (Opcode::Stat, opcode::Statx::CODE),
+    (Opcode::Fstat, opcode::Statx::CODE),
+    (Opcode::Unlink, opcode::UnlinkAt::CODE),
+    (Opcode::Rename, opcode::RenameAt::CODE),
+    (Opcode::Mkdir, opcode::MkDirAt::CODE),
+    (Opcode::Ftruncate, opcode::Ftruncate::CODE),
+  ];
+  for (op, code) in by_kernel {
+    if probe.is_supported(code) {
+      bits |= 1 << op as u32;
+    }
+  }
+  bits
+}
 
 /// Tries io_uring for real: sets up a tiny ring and asks it which operations it supports.
 ///

@@ -3,7 +3,7 @@
 
 use std::io;
 
-use caio_core::{Opcode, Operation};
+use caio_core::{Opcode, Operation, AT_CURSOR, STATX_SIZE};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::UringBackend;
@@ -29,13 +29,18 @@ pub(crate) fn build_ring(sq_entries: u32, sqpoll: bool) -> io::Result<(IoUring, 
   Ok((builder.build(sq_entries)?, false))
 }
 
-/// The submission queue entry for `op`.
+/// The submission queue entry for `op`, one of the opcodes [`UringBackend::performs`]
+/// accepts (the others are never pushed).
 #[inline]
 pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
   let fd = types::Fd(op.fd);
-  // u64::MAX would be -1 to the kernel: "at the file position". Clamp instead, and the
-  // kernel refuses the offset with EINVAL as pread would.
-  let offset = op.offset.min(i64::MAX as u64);
+  // u64::MAX is -1 to the kernel: "at the file position", which only AT_CURSOR asks for.
+  // Clamp any other offset, and the kernel refuses it with EINVAL as pread would.
+  let offset = if op.offset == AT_CURSOR {
+    AT_CURSOR
+  } else {
+    op.offset.min(i64::MAX as u64)
+  };
   let entry = match op.opcode {
     Opcode::Read => opcode::Read::new(fd, op.buf, op.len)
       .offset(offset)
@@ -49,6 +54,7 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
     Opcode::Fdatasync => opcode::Fsync::new(fd)
       .flags(types::FsyncFlags::DATASYNC)
       .build(),
+    _ => build_path_entry(op),
   }
   .user_data(user_data);
   if op.link {
@@ -56,6 +62,65 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
   } else {
     entry
   }
+}
+
+/// The entry of a path operation (see `caio_core::Opcode` for where each keeps what).
+#[cold]
+fn build_path_entry(op: &Operation) -> squeue::Entry {
+  let here = types::Fd(libc::AT_FDCWD);
+  let path = op.buf as *const libc::c_char;
+  let low = (op.offset & 0xffff_ffff) as u32;
+  let statx_mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
+  match op.opcode {
+    Opcode::Open => opcode::OpenAt::new(here, path)
+      .flags(low as i32)
+      .mode((op.offset >> 32) as libc::mode_t)
+      .build(),
+    Opcode::Close => opcode::Close::new(types::Fd(op.fd)).build(),
+    Opcode::Stat => opcode::Statx::new(
+      here,
+      // SAFETY: `performs` checked that the path follows the STATX_SIZE answer area.
+      unsafe { path.add(STATX_SIZE) },
+      op.buf.cast(),
+    )
+    .flags(low as i32)
+    .mask(statx_mask)
+    .build(),
+    Opcode::Fstat => opcode::Statx::new(types::Fd(op.fd), c"".as_ptr(), op.buf.cast())
+      .flags(libc::AT_EMPTY_PATH)
+      .mask(statx_mask)
+      .build(),
+    Opcode::Unlink => opcode::UnlinkAt::new(here, path).flags(low as i32).build(),
+    Opcode::Rename => {
+      // SAFETY: `performs` checked that the buffer holds two NUL-terminated paths.
+      let second = unsafe { second_path(op) };
+      opcode::RenameAt::new(here, path, here, second).build()
+    }
+    Opcode::Mkdir => opcode::MkDirAt::new(here, path).mode(low & 0o7777).build(),
+    Opcode::Ftruncate => {
+      opcode::Ftruncate::new(types::Fd(op.fd), op.offset.min(i64::MAX as u64)).build()
+    }
+    // Never pushed (`performs` sends them to the side pool): a harmless entry the kernel
+    // answers with EBADF should one get here all the same.
+    Opcode::Read
+    | Opcode::Write
+    | Opcode::Fsync
+    | Opcode::Fdatasync
+    | Opcode::Access
+    | Opcode::Copyfile => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),
+  }
+}
+
+/// Where the second path of a two-path buffer starts: just after the first one's NUL.
+///
+/// # Safety
+/// The buffer holds a NUL within its `len` bytes (the buffer rule, and `performs`' check).
+unsafe fn second_path(op: &Operation) -> *const libc::c_char {
+  // SAFETY: the caller guarantees `op.len` readable bytes holding a NUL.
+  let bytes = unsafe { std::slice::from_raw_parts(op.buf, op.len as usize) };
+  let nul = bytes.iter().position(|&b| b == 0).unwrap_or(0);
+  // SAFETY: `nul + 1 <= len`: the first NUL lies inside the buffer.
+  unsafe { op.buf.add(nul + 1) as *const libc::c_char }
 }
 
 impl UringBackend {

@@ -147,13 +147,23 @@ impl Table {
 /// Whether an `-EAGAIN`/`-EINTR` result should be retried rather than surfaced: not for an
 /// operation that links on (the kernel already cancelled the rest of its chain, which a
 /// retry of this one alone would not bring back), nor an `-EAGAIN` from a descriptor in
-/// non-blocking mode, for which it is the answer.
+/// non-blocking mode, for which it is the answer; nor a path operation's, which is its
+/// answer too (and a close is done even when interrupted).
 #[cold]
 fn retryable(slot: &Slot, result: i32) -> bool {
-  if slot.op.link || slot.retries >= MAX_RETRIES {
+  if slot.op.link || slot.retries >= MAX_RETRIES || !retries_alone(slot.op.opcode) {
     return false;
   }
   result == -libc::EINTR || !caio_core::sys::is_nonblocking(slot.op.fd)
+}
+
+/// Whether the operation's `-EAGAIN`/`-EINTR` means "try again" (the data operations).
+fn retries_alone(opcode: caio_core::Opcode) -> bool {
+  use caio_core::Opcode;
+  matches!(
+    opcode,
+    Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
+  )
 }
 
 /// The `user_data` naming slot `index` in its current generation.

@@ -79,9 +79,10 @@ fn large_offsets_and_priorities() {
     let mut read = op(Opcode::Read, fd, far, &mut back, 2);
     read.priority = best_effort;
     backend.push(read).unwrap();
-    // Beyond i64::MAX: refused, never taken for "at the file position" (-1).
+    // Beyond i64::MAX: refused, never taken for "at the file position" (-1), which only
+    // AT_CURSOR asks for.
     backend
-      .push(op(Opcode::Read, fd, u64::MAX, &mut [0u8; 1], 3))
+      .push(op(Opcode::Read, fd, u64::MAX - 1, &mut [0u8; 1], 3))
       .unwrap();
   }
   backend.submit(false).unwrap();
@@ -890,4 +891,38 @@ fn sqpoll_held_reads_go_to_the_ring_when_nobody_reaps_inline_or_are_cancelled() 
     buffers[3].iter().all(|&b| b == 0),
     "the cancelled read touched its buffer"
   );
+}
+
+#[test]
+fn path_operations_and_cursor_io_with_the_side_pool() {
+  let mut offloaded = caio_thread::Offload::new(backend(4), UringBackend::performs);
+  contract::path_operations_and_cursor_io(&mut offloaded);
+  assert!(
+    offloaded.pool_started(),
+    "access and copyfile have no io_uring opcode"
+  );
+}
+
+#[test]
+fn does_the_path_opcodes_the_kernel_has_and_refuses_the_rest() {
+  let mut ring = backend(4);
+  let mut path = b"/\0".to_vec();
+  let with = |opcode, path: &mut Vec<u8>| Operation {
+    buf: path.as_mut_ptr(),
+    len: path.len() as u32,
+    ..Operation::sync(opcode, 0, 1)
+  };
+  assert!(ring.performs(&with(Opcode::Unlink, &mut path)));
+  assert!(!ring.performs(&with(Opcode::Access, &mut path)));
+  assert!(
+    !ring.performs(&with(Opcode::Copyfile, &mut path)),
+    "one path where two belong"
+  );
+  let mut no_nul = b"/tmp".to_vec();
+  assert!(!ring.performs(&with(Opcode::Unlink, &mut no_nul)));
+  // Pushed all the same: refused, and the kernel never sees the path.
+  // SAFETY: `no_nul` outlives the reap below.
+  unsafe { ring.push(with(Opcode::Unlink, &mut no_nul)) }.unwrap();
+  ring.submit(false).unwrap();
+  assert_eq!(run_until_done(&mut ring, 1), [done(1, EINVAL)]);
 }

@@ -286,3 +286,148 @@ pub fn ten_thousand_random_reads_match_the_file(backend: &mut dyn Backend) {
     }
   }
 }
+
+/// One operation run alone to its completion's result.
+fn run_one(backend: &mut dyn Backend, op: Operation) -> i64 {
+  // SAFETY: the callers' buffers outlive this call, which reaps the completion.
+  unsafe { backend.push(op) }.unwrap();
+  backend.submit(false).unwrap();
+  run_until_done(backend, 1)[0].result
+}
+
+/// `path` as a path operation's buffer: its bytes, NUL-terminated, after `room` zeroes.
+fn path_buffer(room: usize, paths: &[&std::path::Path]) -> Vec<u8> {
+  let mut buffer = vec![0u8; room];
+  for path in paths {
+    buffer.extend_from_slice(path.as_os_str().as_encoded_bytes());
+    buffer.push(0);
+  }
+  buffer
+}
+
+/// The size a statx answer area holds.
+fn statx_size(area: &[u8]) -> u64 {
+  u64::from_le_bytes(area[40..48].try_into().unwrap())
+}
+
+/// Every path operation does what its system call does and fails with its errno, and reads
+/// and writes at [`AT_CURSOR`](crate::AT_CURSOR) use and advance the file position. Needs a
+/// capacity of 1.
+pub fn path_operations_and_cursor_io(backend: &mut dyn Backend) {
+  use crate::{AT_CURSOR, STATX_SIZE};
+  const ENOENT: i64 = -(libc::ENOENT as i64);
+  const EEXIST: i64 = -(libc::EEXIST as i64);
+  let dir = tempfile::tempdir().unwrap();
+  let sub = dir.path().join("sub");
+  let file = sub.join("file");
+  let moved = sub.join("moved");
+  let copy = sub.join("copy");
+  let with_buffer = |opcode, offset, buffer: &mut Vec<u8>| Operation {
+    offset,
+    buf: buffer.as_mut_ptr(),
+    len: buffer.len() as u32,
+    ..Operation::sync(opcode, 0, 9)
+  };
+  let mut sub_path = path_buffer(0, &[&sub]);
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Mkdir, 0o755, &mut sub_path)),
+    0
+  );
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Mkdir, 0o755, &mut sub_path)),
+    EEXIST
+  );
+
+  let mut file_path = path_buffer(0, &[&file]);
+  let create = (libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC) as u64 | (0o600 << 32);
+  let fd = run_one(backend, with_buffer(Opcode::Open, create, &mut file_path));
+  assert!(fd >= 0, "open: {fd}");
+  let fd = fd as i32;
+  for (token, part) in [b"ab", b"cd"].iter().enumerate() {
+    let mut part = **part;
+    let write = op(Opcode::Write, fd, AT_CURSOR, &mut part, token as u64);
+    assert_eq!(run_one(backend, write), 2, "write at the file position");
+  }
+  // SAFETY: takes no pointer; rewinds the descriptor this test opened.
+  assert_eq!(unsafe { libc::lseek(fd, 1, libc::SEEK_SET) }, 1);
+  let mut back = [0u8; 2];
+  assert_eq!(
+    run_one(backend, op(Opcode::Read, fd, AT_CURSOR, &mut back, 3)),
+    2
+  );
+  assert_eq!(&back, b"bc");
+  assert_eq!(
+    run_one(backend, op(Opcode::Read, fd, AT_CURSOR, &mut back, 4)),
+    1
+  );
+  assert_eq!(back[0], b'd');
+
+  let mut area = vec![0u8; STATX_SIZE];
+  let fstat = Operation {
+    fd,
+    ..with_buffer(Opcode::Fstat, 0, &mut area)
+  };
+  assert_eq!(run_one(backend, fstat), 0);
+  assert_eq!(statx_size(&area), 4);
+  let truncate = Operation {
+    offset: 3,
+    ..Operation::sync(Opcode::Ftruncate, fd, 5)
+  };
+  assert_eq!(run_one(backend, truncate), 0);
+  assert_eq!(run_one(backend, Operation::sync(Opcode::Close, fd, 6)), 0);
+  assert_eq!(
+    run_one(backend, Operation::sync(Opcode::Close, fd, 7)),
+    EBADF
+  );
+
+  let mut stat = path_buffer(STATX_SIZE, &[&file]);
+  assert_eq!(run_one(backend, with_buffer(Opcode::Stat, 0, &mut stat)), 0);
+  assert_eq!(statx_size(&stat), 3);
+  let mut copy_paths = path_buffer(0, &[&file, &copy]);
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Copyfile, 0, &mut copy_paths)),
+    0
+  );
+  assert_eq!(std::fs::read(&copy).unwrap(), b"abc");
+  let mut rename_paths = path_buffer(0, &[&file, &moved]);
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Rename, 0, &mut rename_paths)),
+    0
+  );
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Rename, 0, &mut rename_paths)),
+    ENOENT
+  );
+  let mut gone = path_buffer(0, &[&file]);
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Access, 0, &mut gone)),
+    ENOENT
+  );
+  let mut stat_gone = path_buffer(STATX_SIZE, &[&file]);
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Stat, 0, &mut stat_gone)),
+    ENOENT
+  );
+  for path in [&moved, &copy] {
+    let mut path = path_buffer(0, &[path]);
+    assert_eq!(
+      run_one(backend, with_buffer(Opcode::Access, 0, &mut path)),
+      0
+    );
+    assert_eq!(
+      run_one(backend, with_buffer(Opcode::Unlink, 0, &mut path)),
+      0
+    );
+  }
+  let rmdir = libc::AT_REMOVEDIR as u64;
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Unlink, rmdir, &mut sub_path)),
+    0
+  );
+  let mut no_nul = b"/tmp".to_vec();
+  assert_eq!(
+    run_one(backend, with_buffer(Opcode::Unlink, 0, &mut no_nul)),
+    -(libc::EINVAL as i64),
+    "a path without its NUL is refused, never read past"
+  );
+}
