@@ -31,6 +31,8 @@ import {
 import { invalidArgValue } from './lib/errors'
 import { batchEntries, prepareBatch } from './lib/batch'
 import type { BatchOp } from './lib/batch'
+import { FileSystem } from './lib/fs'
+import { NativePathOps, NodePathOps } from './lib/path-ops'
 
 export type { BackendName } from './lib/engine'
 export type { BackendStatus } from './lib/selection'
@@ -38,6 +40,11 @@ export type { SystemError, CodedError } from './lib/errors'
 export { backends } from './lib/selection'
 export { AbortError } from './lib/errors'
 export type { BatchOp } from './lib/batch'
+export { FileHandle } from './lib/file-handle'
+export type { Position, ReadOptions, ReadResult, WriteResult } from './lib/file-handle'
+export type { WriteFileData } from './lib/file-io'
+export type { ManyFilesOptions, MakeDirectoryOptions, PathLike, ReadFileOptions, RmOptions, WriteFileOptions, WriteFilesEntry } from './lib/fs'
+export type { ReadStreamOptions, WriteStreamOptions, FileReadStream, FileWriteStream } from './lib/streams'
 
 /** Options of a {@link Context}. */
 export interface ContextOptions {
@@ -68,6 +75,14 @@ const MAX_MAX_REQUESTS = 32768
 
 const SYNC_VIEW = undefined
 
+/** The methods a {@link Context} shares with `caio/fs`: files by path, on this context. */
+const FILE_METHODS = ['open', 'readFile', 'writeFile', 'appendFile', 'readFiles', 'writeFiles', 'stat', 'lstat', 'truncate', 'unlink', 'rename', 'mkdir', 'rm', 'copyFile', 'access'] as const
+
+/** Where a context keeps its {@link FileSystem}; not part of the API. */
+const FILE_SYSTEM = Symbol('caio.fileSystem')
+
+export interface Context extends Pick<FileSystem, (typeof FILE_METHODS)[number]> {}
+
 /**
  * A context does positional I/O on file descriptors through one backend. Operations are
  * independent and may complete in any order. Close it (or `await using` it) when done; an
@@ -83,6 +98,7 @@ export class Context implements AsyncDisposable {
   /** Whether kernel-side submission polling is on (`uring` with `sqpoll: true`, if the kernel allowed it). */
   readonly sqpoll: boolean
   readonly #engine: Engine
+  #fileSystem: FileSystem | undefined
 
   /**
    * Opens a context. Throws `ERR_INVALID_ARG_TYPE`/`ERR_OUT_OF_RANGE` for bad options, and
@@ -115,10 +131,8 @@ export class Context implements AsyncDisposable {
       const length = validateLength(nbytes)
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const signal = options === undefined ? undefined : opSignal(options)
-      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
-      if (signal?.aborted) return rejectAborted(signal)
-      return this.#engine.start(Opcode.Read, file, position, Buffer.allocUnsafe(length), priority, Fulfil.View, signal) as Promise<Buffer>
+      if (options !== undefined) return this.#startWith(options, Opcode.Read, file, position, Buffer.allocUnsafe(length), Fulfil.View) as Promise<Buffer>
+      return this.#engine.start(Opcode.Read, file, position, Buffer.allocUnsafe(length), 0, Fulfil.View, undefined) as Promise<Buffer>
     } catch (error) {
       return Promise.reject(error)
     }
@@ -130,10 +144,8 @@ export class Context implements AsyncDisposable {
       const view = validateView(target, 'target')
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const signal = options === undefined ? undefined : opSignal(options)
-      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
-      if (signal?.aborted) return rejectAborted(signal)
-      return this.#engine.start(Opcode.Read, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
+      if (options !== undefined) return this.#startWith(options, Opcode.Read, file, position, view, Fulfil.Count) as Promise<number>
+      return this.#engine.start(Opcode.Read, file, position, view, 0, Fulfil.Count, undefined) as Promise<number>
     } catch (error) {
       return Promise.reject(error)
     }
@@ -148,13 +160,23 @@ export class Context implements AsyncDisposable {
       const view = validateData(data)
       const file = validateFd(fd)
       const position = validateOffset(offset)
-      const signal = options === undefined ? undefined : opSignal(options)
-      const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
-      if (signal?.aborted) return rejectAborted(signal)
-      return this.#engine.start(Opcode.Write, file, position, view, priority, Fulfil.Count, signal) as Promise<number>
+      if (options !== undefined) return this.#startWith(options, Opcode.Write, file, position, view, Fulfil.Count) as Promise<number>
+      return this.#engine.start(Opcode.Write, file, position, view, 0, Fulfil.Count, undefined) as Promise<number>
     } catch (error) {
       return Promise.reject(error)
     }
+  }
+
+  /**
+   * Validates the options of a read or a write whose other arguments passed, and starts it.
+   * Out of line, so that the calls without options stay small enough for V8 to inline
+   * into their callers.
+   */
+  #startWith(options: OpOptions, opcode: Opcode, fd: number, offset: number | bigint, view: ArrayBufferView, fulfil: Fulfil): Promise<unknown> {
+    const signal = opSignal(options)
+    const priority = validatePriority(options.priority, 'options.priority')
+    if (signal?.aborted) return rejectAborted(signal)
+    return this.#engine.start(opcode, fd, offset, view, priority, fulfil, signal)
   }
 
   /** `fsync(2)`: flushes the data and metadata of writes that completed before this call. */
@@ -213,6 +235,27 @@ export class Context implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close()
   }
+
+  /** @internal The whole-file and path calls, over this context's engine. */
+  [FILE_SYSTEM](): FileSystem {
+    if (this.#fileSystem === undefined) {
+      // Path operations are native on Linux; elsewhere, and on the js engine, node:fs does them.
+      const ops = this.backend === 'js' || process.platform !== 'linux' ? new NodePathOps() : new NativePathOps(this.#engine)
+      this.#fileSystem = new FileSystem({ engine: this.#engine, ops })
+    }
+    return this.#fileSystem
+  }
+}
+
+for (const name of FILE_METHODS) {
+  Object.defineProperty(Context.prototype, name, {
+    value: function (this: Context, ...args: unknown[]): unknown {
+      const fileSystem = this[FILE_SYSTEM]()
+      return (fileSystem[name] as (...args: unknown[]) => unknown).apply(fileSystem, args)
+    },
+    writable: true,
+    configurable: true,
+  })
 }
 
 /**

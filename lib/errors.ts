@@ -4,7 +4,7 @@
  * errors with Node's `ERR_*` codes, and the AbortError of a cancelled operation. Every
  * backend, native or not, goes through here, so an error reads the same on all of them.
  */
-import { getSystemErrorMap } from 'node:util'
+import { getSystemErrorMap, inspect } from 'node:util'
 
 import { RESULT_ABORTED, RESULT_CLOSED } from './wire'
 
@@ -24,7 +24,7 @@ export interface CodedError extends Error {
 }
 
 /** The system calls caio's operations stand for, indexed by opcode. */
-export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync'] as const
+export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync', 'open', 'close', 'stat', 'fstat', 'unlink', 'rename', 'mkdir', 'ftruncate', 'access', 'copyfile'] as const
 export type Syscall = (typeof SYSCALLS)[number]
 
 let errorMap: Map<number, [string, string]> | undefined
@@ -72,38 +72,88 @@ export function closedError(): CodedError {
   return error
 }
 
+/**
+ * `value` as `util.inspect` shows it. A hostile value (a view of a detached buffer, a
+ * throwing getter or proxy) cannot be inspected: an error about it must still be made.
+ */
+function shown(value: unknown, options?: { depth: number }): string {
+  try {
+    return inspect(value, options)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}
+
+/** What a value is, in the words of Node's argument errors (`determineSpecificType`). */
 function describe(value: unknown): string {
   if (value === null) return 'Received null'
   if (value === undefined) return 'Received undefined'
-  if (typeof value === 'function') return `Received function ${value.name || '<anonymous>'}`
-  if (typeof value === 'object') {
-    const name = (value as object).constructor?.name
-    return name ? `Received an instance of ${name}` : 'Received an object'
+  switch (typeof value) {
+    case 'function':
+      return `Received function ${value.name}`
+    case 'object': {
+      const constructor = (value as { constructor?: unknown }).constructor
+      if (typeof constructor === 'function' && 'name' in constructor) return `Received an instance of ${constructor.name}`
+      return `Received ${shown(value, { depth: -1 })}`
+    }
+    case 'string': {
+      const text = value.length > 28 ? `${value.slice(0, 25)}...` : value
+      return `Received type string (${text.includes("'") ? JSON.stringify(text) : `'${text}'`})`
+    }
+    case 'bigint':
+      return `Received type bigint (${value}n)`
+    case 'number':
+      return `Received type number (${Object.is(value, -0) ? '-0' : String(value)})`
+    default:
+      return `Received type ${typeof value} (${String(value)})`
   }
-  let shown = typeof value === 'bigint' ? `${value}n` : String(value)
-  if (typeof value === 'string') shown = `'${value.length > 25 ? `${value.slice(0, 25)}...` : value}'`
-  return `Received type ${typeof value} (${shown})`
+}
+
+/** `argument`, or `property` for a dotted name such as `options.signal`, as Node words it. */
+function kindOf(name: string): string {
+  return name.includes('.') ? 'property' : 'argument'
 }
 
 /** Node's `ERR_INVALID_ARG_TYPE`. */
 export function invalidArgType(name: string, expected: string, actual: unknown): CodedError {
-  const error = new TypeError(`The "${name}" argument must be ${expected}. ${describe(actual)}`) as CodedError
+  const error = new TypeError(`The "${name}" ${kindOf(name)} must be ${expected}. ${describe(actual)}`) as CodedError
   error.code = 'ERR_INVALID_ARG_TYPE'
   return error
 }
 
+/** Digits grouped by threes with `_`, as Node shows large numbers in range errors. */
+function withSeparators(digits: string): string {
+  const start = digits.startsWith('-') ? 1 : 0
+  let grouped = ''
+  let end = digits.length
+  for (; end >= start + 4; end -= 3) grouped = `_${digits.slice(end - 3, end)}${grouped}`
+  return `${digits.slice(0, end)}${grouped}`
+}
+
 /** Node's `ERR_OUT_OF_RANGE`. */
 export function outOfRange(name: string, range: string, actual: unknown): CodedError {
-  const shown = typeof actual === 'bigint' ? `${actual}n` : String(actual)
-  const error = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${shown}`) as CodedError
+  let received: string
+  if (typeof actual === 'number' && Number.isInteger(actual) && Math.abs(actual) > 2 ** 32) received = withSeparators(String(actual))
+  else if (typeof actual === 'bigint') received = `${actual > 2n ** 32n || actual < -(2n ** 32n) ? withSeparators(String(actual)) : String(actual)}n`
+  else received = shown(actual)
+  const error = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${received}`) as CodedError
   error.code = 'ERR_OUT_OF_RANGE'
   return error
 }
 
-/** Node's `ERR_INVALID_ARG_VALUE`. */
+/** Node's `ERR_INVALID_ARG_VALUE`: `reason` such as `'is invalid'`, the value as `util.inspect` shows it. */
 export function invalidArgValue(name: string, reason: string, actual: unknown): CodedError {
-  const error = new TypeError(`The argument '${name}' ${reason}. ${describe(actual)}`) as CodedError
+  const inspected = shown(actual)
+  const received = inspected.length > 128 ? `${inspected.slice(0, 128)}...` : inspected
+  const error = new TypeError(`The ${kindOf(name)} '${name}' ${reason}. Received ${received}`) as CodedError
   error.code = 'ERR_INVALID_ARG_VALUE'
+  return error
+}
+
+/** Node's `ERR_UNKNOWN_ENCODING`, for an encoding `Buffer` and `StringDecoder` do not know. */
+export function unknownEncoding(encoding: string): CodedError {
+  const error = new TypeError(`Unknown encoding: ${encoding}`) as CodedError
+  error.code = 'ERR_UNKNOWN_ENCODING'
   return error
 }
 
