@@ -14,7 +14,7 @@
  *
  * Run `node dist/bench/bench.js --help` for the flags.
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, totalmem } from 'node:os'
@@ -56,6 +56,8 @@ shows medians over the rounds, then the ratios the design's targets name.
   --warmup <s>            uncounted seconds before each measurement (default 0.15; --quick: 0.02)
   --rounds <n>            rounds, each contender once per round (default 3; --quick: 1)
   --quick                 a smoke run of every contender, under 30 s
+  --files                 also run the files bench afterwards (whole files by path:
+                          readFile, readFiles, writeFile; bench/files.ts, about 2 minutes)
   --sweeps                also run the Python caio's sweeps (16 KiB reads at 1…4096 in
                           flight; 4 KiB…4 MiB at 64): about 1½ more minutes
   --sweep-duration <s>    measured seconds per sweep point (default 0.3; --quick: 0.03)
@@ -141,6 +143,7 @@ function parseFlags(argv: string[]) {
       rounds: { type: 'string' },
       quick: { type: 'boolean', default: false },
       sweeps: { type: 'boolean', default: false },
+      files: { type: 'boolean', default: false },
       'sweep-duration': { type: 'string' },
       'sweep-rounds': { type: 'string' },
       backends: { type: 'string' },
@@ -657,6 +660,11 @@ async function main(): Promise<void> {
 
   cleanup()
   if (runs.some((r) => r.error !== undefined)) process.exitCode = 1
+  if (parseFlags(process.argv.slice(2)).values.files === true) {
+    const rounds = settings.quick ? ['--rounds', '1', '--seconds', '0.05'] : ['--rounds', String(Math.max(settings.main.rounds, 5))]
+    const files = spawnSync(process.execPath, [join(__dirname, 'files.js'), ...rounds], { stdio: 'inherit' })
+    if (files.status !== 0) process.exitCode = 1
+  }
 }
 
 main().catch((error: unknown) => {
