@@ -45,6 +45,7 @@ test('the opcodes are caio_core’s', (t) => {
     Ftruncate: Opcode.Ftruncate,
     Access: Opcode.Access,
     Copyfile: Opcode.Copyfile,
+    ReadSmall: Opcode.ReadSmall,
   })
 })
 

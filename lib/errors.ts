@@ -24,7 +24,7 @@ export interface CodedError extends Error {
 }
 
 /** The system calls caio's operations stand for, indexed by opcode. */
-export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync', 'open', 'close', 'stat', 'fstat', 'unlink', 'rename', 'mkdir', 'ftruncate', 'access', 'copyfile'] as const
+export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync', 'open', 'close', 'stat', 'fstat', 'unlink', 'rename', 'mkdir', 'ftruncate', 'access', 'copyfile', 'open'] as const
 export type Syscall = (typeof SYSCALLS)[number]
 
 let errorMap: Map<number, [string, string]> | undefined

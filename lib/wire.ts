@@ -33,6 +33,11 @@ export const enum Opcode {
   Access = 12,
   /** offset = Node's `COPYFILE_*` flags. */
   Copyfile = 13,
+  /**
+   * offset = open flags; the view holds the path, then room for the file: resolves its
+   * length when it was read there whole, or room + 1 + fd of a descriptor left open.
+   */
+  ReadSmall = 14,
 }
 
 /** The offset of a read or write at the descriptor's file position (`caio_core::AT_CURSOR`). */

@@ -82,6 +82,15 @@ pub enum Opcode {
   /// Copies a whole file, as libuv's `uv_fs_copyfile` does: the buffer holds the source
   /// and destination paths, the offset the `COPYFILE_*` flags of Node.
   Copyfile = 13,
+  /// A small file read whole in one go, as the first step of `readFile`: opens the path
+  /// (the offset holds the open flags, as for `Open`), and if it is a regular file that fits
+  /// the buffer after the path's NUL, reads it there and closes it; the result is its
+  /// length. Otherwise the result is `room + 1 + fd` (`room` being the bytes after the NUL)
+  /// for a descriptor still open at position 0, and the caller reads on from there: a file
+  /// too big, empty (procfs files say so and are not), not regular, or whose read failed
+  /// (the caller's own read then reports it).
+  /// Only the open's failure comes back as an errno.
+  ReadSmall = 14,
 }
 
 /// The offset of a read or write that uses and advances the descriptor's file position,
@@ -93,7 +102,7 @@ pub const STATX_SIZE: usize = 256;
 
 impl Opcode {
   /// Every opcode, in wire order.
-  pub const ALL: [Opcode; 14] = [
+  pub const ALL: [Opcode; 15] = [
     Opcode::Read,
     Opcode::Write,
     Opcode::Fsync,
@@ -108,6 +117,7 @@ impl Opcode {
     Opcode::Ftruncate,
     Opcode::Access,
     Opcode::Copyfile,
+    Opcode::ReadSmall,
   ];
 
   /// Decodes the number JavaScript passes for an opcode.
@@ -132,6 +142,7 @@ impl Opcode {
       Opcode::Ftruncate => "ftruncate",
       Opcode::Access => "access",
       Opcode::Copyfile => "copyfile",
+      Opcode::ReadSmall => "open",
     }
   }
 
@@ -161,6 +172,7 @@ impl Opcode {
         | Opcode::Mkdir
         | Opcode::Access
         | Opcode::Copyfile
+        | Opcode::ReadSmall
     )
   }
 }

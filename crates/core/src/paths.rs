@@ -153,6 +153,13 @@ pub unsafe fn perform_path_operation(op: &Operation) -> i64 {
           };
           copy_file(path, to, flags)
         }
+        Opcode::ReadSmall => {
+          let room_at = op.len as usize - rest.len();
+          // SAFETY: the bytes after the path's NUL are the operation's own (the buffer
+          // rule), and `rest` borrowed them only to find where they start.
+          let room = unsafe { std::slice::from_raw_parts_mut(op.buf.add(room_at), rest.len()) };
+          read_small(path, (flags & 0xffff_ffff) as libc::c_int, room)
+        }
         _ => EINVAL,
       }
     }
@@ -179,6 +186,53 @@ unsafe fn statx(dirfd: RawFd, path: &CStr, flags: libc::c_int, area: *mut u8) ->
   let mask = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
   // SAFETY: the caller's area holds a struct statx; the path is NUL-terminated.
   unsafe { libc::statx(dirfd, path.as_ptr(), flags, mask, area.cast()) as i64 }
+}
+
+/// Opens `path` and, when it is a regular file that is not empty and fits `room`, reads
+/// it there whole (to the size `fstat` gave, as Node does) and closes it: its length. Anything else leaves the descriptor open at position 0, for the
+/// caller to read the ordinary way: `room.len() + 1 + fd`. Positioned reads, so that a read
+/// that fails halfway leaves the position where the caller's read starts.
+#[cfg(target_os = "linux")]
+fn read_small(path: &CStr, flags: libc::c_int, room: &mut [u8]) -> i64 {
+  // SAFETY: a NUL-terminated path; the mode is Node's default for a file readFile creates.
+  let fd =
+    retry_eintr(|| unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, 0o666) } as i64);
+  if fd < 0 {
+    return fd;
+  }
+  let fd = fd as RawFd;
+  let handed_over = room.len() as i64 + 1 + i64::from(fd);
+  let size = match fstat(fd) {
+    Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFREG => stat.st_size.max(0) as usize,
+    _ => return handed_over,
+  };
+  // Size 0 may be a file the kernel makes as it is read (procfs): read it to its end.
+  if size == 0 || size > room.len() {
+    return handed_over;
+  }
+  let mut filled = 0;
+  while filled < size {
+    let rest = &mut room[filled..size];
+    // SAFETY: `rest` is writable memory of the caller's buffer.
+    let count = retry_eintr(|| unsafe {
+      libc::pread(
+        fd,
+        rest.as_mut_ptr().cast(),
+        rest.len(),
+        filled as libc::off_t,
+      )
+    } as i64);
+    if count < 0 {
+      return handed_over;
+    }
+    if count == 0 {
+      break;
+    }
+    filled += count as usize;
+  }
+  // SAFETY: the descriptor was opened here and is closed once.
+  unsafe { libc::close(fd) };
+  filled as i64
 }
 
 /// A descriptor closed when dropped.

@@ -132,6 +132,36 @@ pub fn is_nonblocking(fd: RawFd) -> bool {
   flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
+/// Maps `len` bytes (at least 1) of private anonymous memory, for one large buffer that
+/// should not live on the allocator's heap. Free it with [`unmap`].
+pub fn map_anonymous(len: usize) -> io::Result<*mut u8> {
+  // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+  let at = unsafe {
+    libc::mmap(
+      std::ptr::null_mut(),
+      len.max(1),
+      libc::PROT_READ | libc::PROT_WRITE,
+      libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+      -1,
+      0,
+    )
+  };
+  if at == libc::MAP_FAILED {
+    Err(io::Error::last_os_error())
+  } else {
+    Ok(at.cast())
+  }
+}
+
+/// Frees what [`map_anonymous`] mapped.
+///
+/// # Safety
+/// `at` and `len` are one `map_anonymous` mapping's, and nothing uses it any more.
+pub unsafe fn unmap(at: *mut u8, len: usize) {
+  // SAFETY: the caller's guarantee.
+  unsafe { libc::munmap(at.cast(), len.max(1)) };
+}
+
 /// The identity the kernel checks a path operation against: real, effective and saved
 /// user and group ids, and the supplementary groups. A kernel thread working for an
 /// io_uring (its SQPOLL thread) keeps the identity the ring was set up with, so a backend

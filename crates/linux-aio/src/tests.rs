@@ -416,4 +416,5 @@ fn path_operations_and_cursor_io_with_the_side_pool() {
   let mut offloaded = caio_thread::Offload::new(aio, AioBackend::performs);
   contract::path_operations_and_cursor_io(&mut offloaded);
   assert!(offloaded.pool_started());
+  contract::read_small_reads_a_file_whole_or_hands_it_over(&mut offloaded);
 }

@@ -313,6 +313,11 @@ fn path_operations_and_cursor_io() {
 }
 
 #[test]
+fn read_small_reads_a_file_whole_or_hands_it_over() {
+  contract::read_small_reads_a_file_whole_or_hands_it_over(&mut ThreadBackend::new(4, 2).unwrap());
+}
+
+#[test]
 fn offload_sends_what_the_backend_does_not_do_to_its_pool() {
   // A thread backend that "does" only reads and writes: the rest goes to the side pool,
   // which signals the same notifier and is reaped with it.

@@ -107,7 +107,8 @@ fn build_path_entry(op: &Operation) -> squeue::Entry {
     | Opcode::Fsync
     | Opcode::Fdatasync
     | Opcode::Access
-    | Opcode::Copyfile => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),
+    | Opcode::Copyfile
+    | Opcode::ReadSmall => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),
   }
 }
 

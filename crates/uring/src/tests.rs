@@ -901,6 +901,7 @@ fn path_operations_and_cursor_io_with_the_side_pool() {
     offloaded.pool_started(),
     "access and copyfile have no io_uring opcode"
   );
+  contract::read_small_reads_a_file_whole_or_hands_it_over(&mut offloaded);
 }
 
 #[test]

@@ -431,3 +431,45 @@ pub fn path_operations_and_cursor_io(backend: &mut dyn Backend) {
     "a path without its NUL is refused, never read past"
   );
 }
+
+/// `ReadSmall` reads a small regular file whole and closes it, and hands back an open
+/// descriptor at position 0 for a file too big or a directory. Needs a capacity of 1.
+pub fn read_small_reads_a_file_whole_or_hands_it_over(backend: &mut dyn Backend) {
+  let dir = tempfile::tempdir().unwrap();
+  let file = dir.path().join("small");
+  std::fs::write(&file, b"hello").unwrap();
+  let read_small = |buffer: &mut Vec<u8>| Operation {
+    offset: libc::O_RDONLY as u64,
+    buf: buffer.as_mut_ptr(),
+    len: buffer.len() as u32,
+    ..Operation::sync(Opcode::ReadSmall, 0, 1)
+  };
+  let path_len = file.as_os_str().len() + 1;
+  let mut roomy = path_buffer(0, &[&file]);
+  roomy.resize(path_len + 16, 0);
+  assert_eq!(run_one(backend, read_small(&mut roomy)), 5);
+  assert_eq!(&roomy[path_len..path_len + 5], b"hello");
+
+  for (name, mut buffer) in [
+    ("too big", path_buffer(0, &[&file])),
+    ("a directory", path_buffer(0, &[dir.path()])),
+  ] {
+    let room = buffer.len() - buffer.iter().position(|&b| b == 0).unwrap() - 1;
+    buffer.resize(buffer.len() + 3, 0);
+    let room = room + 3;
+    let result = run_one(backend, read_small(&mut buffer));
+    assert!(result > room as i64, "{name}: {result}");
+    let fd = (result - room as i64 - 1) as i32;
+    // SAFETY: takes no pointer; the descriptor is this test's to close.
+    let position = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+    assert_eq!(position, 0, "{name}: at position 0");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::close(fd) }, 0, "{name}: handed over open");
+  }
+  let mut missing = path_buffer(0, &[&dir.path().join("missing")]);
+  missing.resize(missing.len() + 8, 0);
+  assert_eq!(
+    run_one(backend, read_small(&mut missing)),
+    -(libc::ENOENT as i64)
+  );
+}
