@@ -360,6 +360,16 @@ fsTest('readFile of an empty file resolves an empty Buffer', {
   run: (r) => steps(r, [() => r.fs.readFile(r.at('empty')), () => r.fs.readFile(r.at('empty'), 'utf8')]),
 })
 
+// procfs files say they are empty and are not: a read that trusted fstat would miss them.
+fsTest('readFile of a procfs file resolves what reading it gives', {
+  run: (r) => steps(r, [() => r.fs.readFile('/proc/version', 'utf8'), () => r.fs.readFile('/proc/self/cmdline')]),
+})
+
+// The first read of a whole file names its path in the same step: one as long as Linux allows.
+fsTest('readFile of a path too long for one step rejects ENAMETOOLONG', {
+  run: (r) => r.fs.readFile(r.at(`${'x'.repeat(250)}/`.repeat(17))),
+})
+
 fsTest('readFile of a 300 KB file resolves all of it', { setup: file('big', pattern(300 * 1024, 5)), run: (r) => r.fs.readFile(r.at('big')) })
 
 fsTest('readFile of files around 64 KiB resolves each whole', {

@@ -13,12 +13,12 @@ import type { CodedError } from './errors'
 import { decodingWith, optionsObject, wholeFileEncoding } from './fs-args'
 import type { EncodingName } from './fs-args'
 import type { PathOps } from './path-ops'
+import { wholeFileBuffer } from './native'
+import { FIRST_READ, giveBack, takeScratch } from './scratch'
 import { validateBoolean, validateSignal } from './validate'
 import type { Offset } from './validate'
 import { AT_CURSOR, Opcode } from './wire'
 
-/** Bytes the first read of a whole file asks for, before knowing its size. */
-const FIRST_READ = 64 * 1024
 /** The most one read moves (as one `read(2)` does on Linux). */
 const MAX_READ = 0x7fffffff
 /** The largest write of a whole-file write, as Node splits it. */
@@ -52,41 +52,26 @@ function tooLarge(size: number): CodedError {
 }
 
 /**
- * First-read buffers, reused: a whole-file read does not know its file's size, so it reads
- * into one of these and copies out what came. Allocating 64 KiB per file (and collecting
- * it) would cost more than the copy of a small file's bytes.
- */
-const scratch: Buffer[] = []
-const SCRATCH_KEPT = 256
-
-function takeScratch(): Buffer {
-  return scratch.pop() ?? Buffer.allocUnsafeSlow(FIRST_READ)
-}
-
-function giveBack(buffer: Buffer): void {
-  if (scratch.length < SCRATCH_KEPT) scratch.push(buffer)
-}
-
-/**
  * Everything from `fd`'s file position to end of file. A file that fits the first read
  * costs that read and one that finds end of file; a larger one is sized by `fstat` and read
  * into one Buffer of its size, with no limit below the largest Buffer.
  */
 export async function readToEnd(files: Files, fd: number, signal: AbortSignal | undefined): Promise<Buffer> {
   checkAborted(signal)
-  const first = takeScratch()
+  const scratch = takeScratch()
+  const first = scratch.subarray(0, FIRST_READ)
   // Once a read into `first` has completed (or failed) nobody else holds it.
   let filled: number
   try {
     filled = await readAt(files, fd, first, null)
   } catch (error) {
-    giveBack(first)
+    giveBack(scratch)
     throw error
   }
   try {
-    return filled < FIRST_READ ? await readSmall(files, fd, first, filled, signal) : await readLarge(files, fd, first, filled, signal)
+    return filled < FIRST_READ ? await readAfterShort(files, fd, first, filled, signal) : await readLarge(files, fd, first, filled, signal)
   } finally {
-    giveBack(first)
+    giveBack(scratch)
   }
 }
 
@@ -112,7 +97,7 @@ async function readRest(files: Files, fd: number, buffer: Buffer, filled: number
 }
 
 /** The rest of a file whose first read came back short: most likely at end of file already. */
-async function readSmall(files: Files, fd: number, first: Buffer, filled: number, signal: AbortSignal | undefined): Promise<Buffer> {
+async function readAfterShort(files: Files, fd: number, first: Buffer, filled: number, signal: AbortSignal | undefined): Promise<Buffer> {
   // A pipe or a device may give more after a short read; a regular file gives 0.
   let buffer = first
   while (filled > 0) {
@@ -139,7 +124,7 @@ async function readLarge(files: Files, fd: number, first: Buffer, filled: number
 
 /** A Buffer of `size` bytes beginning with the first `filled` of `buffer`. */
 function grow(buffer: Buffer, filled: number, size: number): Buffer {
-  const bigger = Buffer.allocUnsafeSlow(size)
+  const bigger = wholeFileBuffer(size)
   buffer.copy(bigger, 0, 0, filled)
   return bigger
 }

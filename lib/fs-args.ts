@@ -46,6 +46,13 @@ export function checkPath(path: unknown, name = 'path'): CheckedPath {
   throw invalidArgType(name, 'of type string or an instance of Buffer or URL', path)
 }
 
+/** Writes `path`'s bytes and its NUL at the start of `area` (which has room for them). */
+export function pathInto(area: Buffer, path: CheckedPath): void {
+  const { value } = path
+  const end = typeof value === 'string' ? area.write(value, 0, 'utf8') : value.copy(area, 0)
+  area[end] = 0
+}
+
 /** The NUL-terminated bytes of the paths, one after the other, after `prefix` bytes of room. */
 export function pathArea(paths: readonly CheckedPath[], prefix = 0): Buffer {
   let size = prefix

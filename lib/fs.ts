@@ -11,12 +11,12 @@ import { constants as osConstants } from 'node:os'
 import { FileHandle } from './file-handle'
 import { checkAborted, readFileSettings, readWhole, writeData, writeFileSettings, writesOf } from './file-io'
 import type { Files, WriteFileData } from './file-io'
-import { checkInteger, checkPath, encodingOption, fileMode, openFlags, optionsObject } from './fs-args'
-import type { CheckedPath, PathLike } from './fs-args'
+import { checkInteger, checkPath, decodingWith, fileMode, openFlags, optionsObject } from './fs-args'
+import type { CheckedPath, EncodingName, PathLike } from './fs-args'
 import { invalidArgType, outOfRange, systemError } from './errors'
 import { pathFailure, relabel } from './path-ops'
 import type { SystemError } from './errors'
-import { validateBoolean, validateSignal } from './validate'
+import { validateBoolean } from './validate'
 
 export type { PathLike } from './fs-args'
 
@@ -95,9 +95,23 @@ export class FileSystem {
       checkAborted(signal)
       throw outOfRange('fd', '>= 0 && <= 2147483647', -1)
     }
+    return this.#readPath(path, encoding, flag, signal)
+  }
+
+  /** A whole file by path, its options checked (the part readFile and readFiles share). */
+  async #readPath(path: PathLike, encoding: EncodingName | null, flag: unknown, signal: AbortSignal | undefined): Promise<string | Buffer> {
     checkAborted(signal)
     const checked = checkPath(path)
-    const fd = await this.#files.ops.open(checked, openFlags(flag, constants.O_RDONLY), 0o666)
+    const flags = openFlags(flag, constants.O_RDONLY)
+    const ops = this.#files.ops
+    let fd: number
+    if (ops.readSmall !== undefined) {
+      const small = await ops.readSmall(checked, flags)
+      if (typeof small !== 'number') return encoding === null ? small : small.toString(decodingWith(encoding))
+      fd = small
+    } else {
+      fd = await ops.open(checked, flags, 0o666)
+    }
     return thenClose(this.#files, fd, readWhole(this.#files, fd, encoding, signal))
   }
 
@@ -144,10 +158,8 @@ export class FileSystem {
     if (!Array.isArray(paths)) throw invalidArgType('paths', 'an instance of Array', paths)
     const o = optionsObject<ReadFileOptions & ManyFilesOptions>(options)
     const concurrency = concurrencyOption(o.concurrency)
-    const each = { encoding: o.encoding, flag: o.flag, signal: o.signal } as ReadFileOptions
-    encodingOption(o.encoding)
-    validateSignal(o.signal, 'options.signal')
-    return eachAtOnce(paths, concurrency, (path) => this.readFile(path, each))
+    const { encoding, flag, signal } = readFileSettings(typeof options === 'string' ? options : { encoding: o.encoding, flag: o.flag, signal: o.signal })
+    return eachAtOnce(paths, concurrency, (path) => (path instanceof FileHandle ? this.readFile(path, { encoding, signal } as ReadFileOptions) : this.#readPath(path, encoding, flag, signal)))
   }
 
   /**

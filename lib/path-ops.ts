@@ -11,7 +11,8 @@ import { Fulfil } from './engine'
 import type { Engine } from './engine'
 import { systemError } from './errors'
 import type { SystemError } from './errors'
-import { pathArea } from './fs-args'
+import { pathArea, pathInto } from './fs-args'
+import { FIRST_READ, PATH_ROOM, giveBack, takeScratch } from './scratch'
 import type { CheckedPath } from './fs-args'
 import { statsFromStatx } from './stats'
 import { Opcode, STATX_SIZE } from './wire'
@@ -23,6 +24,12 @@ const AT_REMOVEDIR = 0x200
 /** What `caio/fs` asks of a backend, path by path. */
 export interface PathOps {
   open(path: CheckedPath, flags: number, mode: number): Promise<number>
+  /**
+   * Opens `path` for a whole-file read and reads it in the same step if it is small: its
+   * bytes, or the descriptor to read it through the ordinary way (at position 0). Where
+   * this is missing, `open` and reads do it.
+   */
+  readSmall?(path: CheckedPath, flags: number): Promise<Buffer | number>
   close(fd: number): Promise<void>
   stat(path: CheckedPath, bigint: boolean, follow: boolean): Promise<Stats | BigIntStats>
   fstat(fd: number, bigint: boolean): Promise<Stats | BigIntStats>
@@ -84,6 +91,31 @@ export class NativePathOps implements PathOps {
 
   open(path: CheckedPath, flags: number, mode: number): Promise<number> {
     return this.#onPath(Opcode.Open, 'open', path, (flags | O_CLOEXEC) + mode * 2 ** 32)
+  }
+
+  async readSmall(path: CheckedPath, flags: number): Promise<Buffer | number> {
+    const value = path.value
+    const pathBytes = typeof value === 'string' ? Buffer.byteLength(value) : value.length
+    // A path too long for the room is the kernel's ENAMETOOLONG to give, from an open.
+    if (pathBytes >= PATH_ROOM) return this.open(path, flags, 0o666)
+    const scratch = takeScratch()
+    const room = PATH_ROOM + FIRST_READ - pathBytes - 1
+    let result: number
+    try {
+      pathInto(scratch, path)
+      result = (await this.#run(Opcode.ReadSmall, 0, flags, scratch)) as number
+    } catch (error) {
+      giveBack(scratch)
+      throw pathError(error, 'open', path)
+    }
+    if (result > room) {
+      giveBack(scratch)
+      return result - room - 1
+    }
+    const bytes = Buffer.allocUnsafe(result)
+    scratch.copy(bytes, 0, pathBytes + 1, pathBytes + 1 + result)
+    giveBack(scratch)
+    return bytes
   }
 
   async close(fd: number): Promise<void> {
