@@ -45,6 +45,11 @@ interface Binding {
   probe(backend: string): string | null
   address(view: ArrayBufferView): number
   isDirect(fd: number): boolean
+  /**
+   * `size` bytes of unspecified content for reading a large file whole, in memory reused
+   * once collected; `undefined` for a small size or where it cannot be made. Unix only.
+   */
+  largeBuffer?(size: number): ArrayBuffer | undefined
   errnoNames(): Array<[number, string, string]>
   /** Only with `CAIO_TEST_HOOKS=1`: panics inside the addon with the context borrowed. */
   panicForTest?(ctx: NativeContext): void
@@ -106,6 +111,17 @@ function loadFailure(error: unknown): string {
   }
   if (lookedFor !== undefined || messages.some((m) => m.startsWith('Unsupported '))) return `caio has no prebuilt native addon for ${where}`
   return `the native addon did not load for ${where}: ${messages.find((m) => !m.startsWith('Cannot find native binding')) ?? messages.at(-1) ?? String(error)}`
+}
+
+/**
+ * A Buffer of `size` bytes of unspecified content, as `Buffer.allocUnsafeSlow` gives, to
+ * read a large file whole into. With the addon a large one comes from memory that earlier
+ * large reads let go of, already faulted in: a read into fresh memory spends most of its
+ * time in page faults. `buffer.buffer` is exactly `size` bytes either way.
+ */
+export function wholeFileBuffer(size: number): Buffer {
+  const memory = loadBinding().binding?.largeBuffer?.(size)
+  return memory === undefined ? Buffer.allocUnsafeSlow(size) : Buffer.from(memory, 0, size)
 }
 
 const RESOLVED = Promise.resolve()

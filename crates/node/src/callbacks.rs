@@ -308,6 +308,26 @@ callback!(
 );
 
 callback!(
+  /// `largeBuffer(size) -> ArrayBuffer | undefined`: `size` bytes of unspecified content for
+  /// reading a large file whole, in memory that is reused once collected (`crate::large`);
+  /// `undefined` below `large::LARGE` or where it cannot be made, for the caller to allocate
+  /// the ordinary way.
+  #[cfg(unix)]
+  large_buffer(env, info) {
+    let [size] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let size = env.get_f64(size).map_err(|_| type_error(env, "size must be a number"))?;
+    if !(0.0..=9_007_199_254_740_991.0).contains(&size) || size.fract() != 0.0 {
+      return Err(type_error(env, "size must be a non-negative safe integer"));
+    }
+    let size = size as usize;
+    if size < crate::large::LARGE {
+      return Ok(env.undefined());
+    }
+    Ok(env.large_array_buffer(size).unwrap_or_else(|| env.undefined()))
+  }
+);
+
+callback!(
   /// `isDirect(fd) -> boolean`: whether `fd` was opened with `O_DIRECT`.
   is_direct(env, info) {
     let [fd] = env.args::<1>(info).map_err(|_| internal(env))?;

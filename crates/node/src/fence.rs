@@ -574,6 +574,57 @@ const CONTEXT_TAG: sys::napi_type_tag = sys::napi_type_tag {
 };
 
 #[cfg(unix)]
+impl Env {
+  /// An ArrayBuffer of `len` bytes of unspecified content in a mapping of its own
+  /// (`crate::large`), which goes back to be reused when the ArrayBuffer is collected;
+  /// `None` where Node-API allows no external ArrayBuffers (a V8 sandbox) or the memory
+  /// cannot be had.
+  pub fn large_array_buffer(self, len: usize) -> Option<sys::napi_value> {
+    let mapping = crate::large::take(len)?;
+    let mut buffer = ptr::null_mut();
+    // SAFETY: the mapping has at least `len` bytes that nothing else refers to; from here
+    // on the ArrayBuffer owns it, and `release_large` takes it back once, its capacity in
+    // the hint.
+    let status = unsafe {
+      sys::napi_create_external_arraybuffer(
+        self.0,
+        mapping.at.cast(),
+        len,
+        Some(release_large),
+        mapping.capacity as *mut c_void,
+        &mut buffer,
+      )
+    };
+    if status != sys::Status::napi_ok {
+      return None; // `mapping` is still ours and drops here
+    }
+    // The garbage collector counts this memory, so that a loop of large reads lets go of
+    // the buffers it dropped before it runs short.
+    self.adjust_external_memory(mapping.capacity as i64);
+    std::mem::forget(mapping);
+    Some(buffer)
+  }
+
+  fn adjust_external_memory(self, change: i64) {
+    let mut total = 0i64;
+    // SAFETY: out-pointer is a local; the call runs no JavaScript.
+    unsafe { sys::napi_adjust_external_memory(self.0, change, &mut total) };
+  }
+}
+
+#[cfg(unix)]
+unsafe extern "C" fn release_large(env: sys::napi_env, data: *mut c_void, hint: *mut c_void) {
+  let capacity = hint as usize;
+  // `data` and `capacity` are one mapping `large_array_buffer` handed to an ArrayBuffer
+  // that has now been collected: nothing can reach the memory any more.
+  crate::large::give_back(crate::large::Mapping {
+    at: data.cast(),
+    capacity,
+  });
+  Env(env).adjust_external_memory(-(capacity as i64));
+}
+
+#[cfg(unix)]
 unsafe extern "C" fn finalize_context(
   raw_env: sys::napi_env,
   data: *mut c_void,

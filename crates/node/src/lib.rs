@@ -30,6 +30,8 @@ mod delivery;
 mod event_loop;
 mod fence;
 #[cfg(unix)]
+mod large;
+#[cfg(unix)]
 mod teardown;
 
 use std::ffi::CStr;
@@ -61,7 +63,8 @@ pub fn init(exports: Object, env: napi::Env) -> napi::Result<()> {
     (c"probe", Some(probe)),
   ];
   #[cfg(unix)]
-  functions.extend::<[(&CStr, sys::napi_callback); 6]>([
+  functions.extend::<[(&CStr, sys::napi_callback); 7]>([
+    (c"largeBuffer", Some(large_buffer)),
     (c"start", Some(start)),
     (c"submit", Some(submit)),
     (c"flush", Some(flush)),
