@@ -77,15 +77,22 @@ fn ref_priority(v: f64) -> u16 {
 }
 
 fn check_single(v: f64, w: f64, len: usize) {
+  // Every opcode is a single operation's; a batch takes the first four only (`reference`).
+  let last_opcode = (Opcode::ALL.len() - 1) as f64;
   match wire::opcode(v) {
     Ok(op) => {
-      assert!(whole_in(v, 3.0), "opcode({v}) accepted");
+      assert!(whole_in(v, last_opcode), "opcode({v}) accepted");
       assert_eq!(op as u8 as f64, v);
     }
     Err(e) => {
       assert_eq!(e, Refusal::Opcode);
-      assert!(!whole_in(v, 3.0), "opcode({v}) refused");
+      assert!(!whole_in(v, last_opcode), "opcode({v}) refused");
     }
+  }
+  match wire::start_offset(v) {
+    Ok(offset) if v == -1.0 => assert_eq!(offset, caio_core::AT_CURSOR),
+    Ok(offset) => assert_eq!(Ok(offset), wire::offset(v), "start_offset({v})"),
+    Err(e) => assert_eq!(Err(e), wire::offset(v), "start_offset({v}) refused"),
   }
   match wire::fd(v) {
     Ok(fd) => {
