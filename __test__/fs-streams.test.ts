@@ -398,6 +398,11 @@ test('fs streams: a stream at the file position of a pipe goes on after a short 
   }
 })
 
+/** Resolves once `stream` has read something from its file. */
+async function readSome(stream: { bytesRead: number }): Promise<void> {
+  while (stream.bytesRead === 0) await nextTurn()
+}
+
 test('fs streams: a paused stream stays within its backpressure, then gives every byte in order', async (t) => {
   const ctx = openContext(t)
   const content = pattern(MB, 18)
@@ -406,8 +411,11 @@ test('fs streams: a paused stream stays within its backpressure, then gives ever
     const caio = await ctx.open(path, 'r')
     t.teardown(() => caio.close())
     const stream = caio.createReadStream(options)
-    // Paused, nothing taken: read(0) has the stream fill its buffer up to its mark.
+    // Paused, nothing taken: read(0) has the stream fill its buffer up to its mark. Wait
+    // for it to have read something however busy the machine is, then give it time to
+    // overrun its mark, which it must not.
     stream.read(0)
+    await within(readSome(stream), 10_000, `${JSON.stringify(options)}: the stream read ahead`)
     for (let i = 0; i < 20; i++) await nextTurn()
     await new Promise((resolve) => setTimeout(resolve, 20))
     t.true(stream.bytesRead > 0, `${JSON.stringify(options)}: the stream read ahead`)
