@@ -5,16 +5,22 @@
  *
  * argv[2] is the JSON of a {@link FilesSpec}.
  */
-import { readFile as readFileCallback, readFileSync, writeFileSync } from 'node:fs'
-import { readFile, writeFile } from 'node:fs/promises'
+import { createReadStream, readFile as readFileCallback, readFileSync, writeFileSync } from 'node:fs'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 
 /** What one child runs. */
 export interface FilesSpec {
   contender: string
-  /** `small-read`: `count` files `0`…`count-1` in `dir`; `big-read`: the one file `dir/big`; `small-write`: files written into `dir`. */
-  workload: 'small-read' | 'big-read' | 'small-write'
+  /**
+   * `small-read`: `count` files `0`…`count-1` in `dir`; `big-read`: the one file `dir/big`;
+   * `small-write`: files written into `dir`; `stream-read`: `dir/big` through a read stream
+   * with default options; `isolation`: the small reads, with one `fs.promises.stat` loop
+   * beside them whose latency is the figure.
+   */
+  workload: 'small-read' | 'big-read' | 'small-write' | 'stream-read' | 'isolation'
   dir: string
   count: number
   /** Bytes each small write writes. */
@@ -28,6 +34,8 @@ export interface FilesResult {
   files: number
   seconds: number
   cpuSeconds: number
+  /** `stream-read`: the event loop's delay, p99, in ms; `isolation`: the stat's latency, p99, in ms. */
+  p99Ms?: number
 }
 
 type ReadOne = (path: string) => Promise<unknown>
@@ -35,6 +43,8 @@ type WriteOne = (path: string, data: Buffer) => Promise<unknown>
 
 interface Way {
   read?: ReadOne
+  /** Consumes `path` through a read stream made with default options. */
+  stream?: (path: string) => Promise<unknown>
   readSync?: (path: string) => unknown
   /** Reads a list of files in one call. */
   readMany?: (paths: string[]) => Promise<unknown>
@@ -51,7 +61,7 @@ async function way(contender: string): Promise<Way> {
   const id = contender === 'bun:file' ? contender : contender.replace(/^bun:/, '')
   switch (id) {
     case 'fs.promises':
-      return { read: (path) => readFile(path), write: (path, data) => writeFile(path, data) }
+      return { read: (path) => readFile(path), write: (path, data) => writeFile(path, data), stream: (path) => drain(createReadStream(path)) }
     case 'fs.promisify':
       return { read: (path) => promisified(path) }
     case 'fs.sync':
@@ -68,7 +78,13 @@ async function way(contender: string): Promise<Way> {
   const ctx = new Context({ backend: caio[1] as 'uring' })
   const close = (): Promise<void> => ctx.close()
   if (caio[2] !== undefined) return { readMany: (paths) => ctx.readFiles(paths), close }
-  return { read: (path) => ctx.readFile(path), write: (path, data) => ctx.writeFile(path, data), close }
+  const stream = async (path: string): Promise<unknown> => drain((await ctx.open(path)).createReadStream())
+  return { read: (path) => ctx.readFile(path), write: (path, data) => ctx.writeFile(path, data), stream, close }
+}
+
+/** Reads `stream` to its end. */
+async function drain(stream: AsyncIterable<unknown>): Promise<void> {
+  for await (const chunk of stream) void chunk
 }
 
 function cpuSeconds(): number {
@@ -100,6 +116,45 @@ function driveSync(seconds: number, step: (index: number) => void): number {
   return done
 }
 
+/** Latencies of one `fs.promises.stat` at a time for `seconds`, in ms. */
+async function statLatencies(path: string, seconds: number): Promise<number[]> {
+  const deadline = performance.now() + seconds * 1000
+  const latencies: number[] = []
+  while (performance.now() < deadline) {
+    const started = performance.now()
+    await stat(path)
+    latencies.push(performance.now() - started)
+  }
+  return latencies
+}
+
+function p99(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? Number.NaN
+}
+
+/** Files done, and the run's p99 figure where the workload has one. */
+async function measureWithP99(spec: FilesSpec, w: Way, seconds: number): Promise<{ files: number; p99Ms?: number }> {
+  if (spec.workload === 'isolation') {
+    const [files, latencies] = await Promise.all([measure({ ...spec, workload: 'small-read' }, w, seconds), statLatencies(join(spec.dir, '0'), seconds)])
+    return { files, p99Ms: p99(latencies) }
+  }
+  if (spec.workload === 'stream-read') {
+    if (!w.stream) throw new Error(`${spec.contender} has no stream`)
+    const lag = monitorEventLoopDelay({ resolution: 1 })
+    lag.enable()
+    const deadline = performance.now() + seconds * 1000
+    let files = 0
+    do {
+      await w.stream(join(spec.dir, 'big'))
+      files++
+    } while (performance.now() < deadline)
+    lag.disable()
+    return { files, p99Ms: lag.percentile(99) / 1e6 }
+  }
+  return { files: await measure(spec, w, seconds) }
+}
+
 async function measure(spec: FilesSpec, w: Way, seconds: number): Promise<number> {
   const pathOf = (index: number): string => (spec.workload === 'big-read' ? join(spec.dir, 'big') : join(spec.dir, String(index % spec.count)))
   const data = Buffer.alloc(spec.size, 0x61)
@@ -127,12 +182,12 @@ async function measure(spec: FilesSpec, w: Way, seconds: number): Promise<number
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as FilesSpec
   const w = await way(spec.contender)
-  await measure(spec, w, spec.warmupSec)
+  await measureWithP99(spec, w, spec.warmupSec)
   const cpuBefore = cpuSeconds()
   const started = performance.now()
-  const files = await measure(spec, w, spec.durationSec)
+  const { files, p99Ms } = await measureWithP99(spec, w, spec.durationSec)
   const seconds = (performance.now() - started) / 1000
-  const result: FilesResult = { files, seconds, cpuSeconds: cpuSeconds() - cpuBefore }
+  const result: FilesResult = { files, seconds, cpuSeconds: cpuSeconds() - cpuBefore, p99Ms }
   await w.close?.()
   process.stdout.write(`${JSON.stringify(result)}\n`)
 }

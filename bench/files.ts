@@ -34,17 +34,18 @@ interface Contender {
 }
 
 const READS: readonly Workload[] = ['small-read', 'big-read']
-const ALL: readonly Workload[] = ['small-read', 'big-read', 'small-write']
+const WHOLE: readonly Workload[] = ['small-read', 'big-read', 'small-write']
+const ALL: readonly Workload[] = [...WHOLE, 'stream-read', 'isolation']
 
 const CONTENDERS: readonly Contender[] = [
-  { id: 'fs.promises', label: 'fs.promises readFile / writeFile', runner: 'node', workloads: ALL },
+  { id: 'fs.promises', label: 'fs.promises / fs.createReadStream', runner: 'node', workloads: ALL },
   { id: 'fs.promisify', label: 'util.promisify(fs.readFile)', runner: 'node', workloads: ['small-read'] },
-  { id: 'fs.sync', label: 'fs.readFileSync / writeFileSync loop', runner: 'node', workloads: ALL },
-  ...(['uring', 'linux', 'thread', 'js'] as const).map((backend): Contender => ({ id: `caio:${backend}`, label: `caio ${backend} readFile / writeFile`, runner: 'node', workloads: ALL })),
+  { id: 'fs.sync', label: 'fs.readFileSync / writeFileSync loop', runner: 'node', workloads: WHOLE },
+  ...(['uring', 'linux', 'thread', 'js'] as const).map((backend): Contender => ({ id: `caio:${backend}`, label: `caio ${backend}`, runner: 'node', workloads: ALL })),
   { id: 'caio:uring/many', label: 'caio uring readFiles (10,000 per call)', runner: 'node', workloads: ['small-read'] },
   { id: 'caio:thread/many', label: 'caio thread readFiles (10,000 per call)', runner: 'node', workloads: ['small-read'] },
-  { id: 'bun:fs.promises', label: 'Bun fs.promises readFile / writeFile', runner: 'bun', workloads: ALL },
-  { id: 'bun:fs.sync', label: 'Bun fs.readFileSync / writeFileSync loop', runner: 'bun', workloads: ALL },
+  { id: 'bun:fs.promises', label: 'Bun fs.promises / fs.createReadStream', runner: 'bun', workloads: [...WHOLE, 'stream-read'] },
+  { id: 'bun:fs.sync', label: 'Bun fs.readFileSync / writeFileSync loop', runner: 'bun', workloads: WHOLE },
   { id: 'bun:file', label: 'Bun.file().bytes()', runner: 'bun', workloads: READS },
 ]
 
@@ -52,6 +53,8 @@ const TITLES: Record<Workload, string> = {
   'small-read': `readFile of ${SMALL_FILES.toLocaleString('en')} files of 4 KiB, page cache, 64 in flight (files/s)`,
   'big-read': 'readFile of one 256 MiB file, page cache, one at a time (files/s)',
   'small-write': `writeFile of ${SMALL_FILES.toLocaleString('en')} files of 4 KiB, 64 in flight (files/s)`,
+  'stream-read': 'one 256 MiB file through a read stream with default options (files/s; p99: event-loop delay, ms)',
+  isolation: `readFile of the 4 KiB files, 64 in flight, beside one fs.promises.stat at a time (files/s; p99: the stat's latency, ms)`,
 }
 
 /** The ratios issue 15 sets, as (numerator, denominator, target). */
@@ -65,7 +68,22 @@ const TARGETS: ReadonlyArray<[Workload, string, string, number]> = [
   ['big-read', 'caio:uring', 'fs.promises', 3],
   ['big-read', 'caio:uring', 'bun:file', 2],
   ['small-write', 'caio:uring', 'fs.promises', 3],
+  ['stream-read', 'caio:uring', 'fs.promises', 2],
 ]
+
+/** The p99 targets: the stream's event-loop delay below 5 ms; the stat's p99 beside caio at most 0.2× its p99 beside fs.promises. */
+const P99_TARGETS: ReadonlyArray<[Workload, string, string]> = [
+  ['stream-read', 'caio:uring', 'event-loop delay p99 < 5 ms'],
+  ['isolation', 'caio:uring', 'stat p99 ≤ 0.2× beside fs.promises'],
+]
+
+interface Row {
+  filesPerSec: number
+  cpuUsPerFile: number
+  spread: number
+  /** The workload's p99 figure (stream-read, isolation), ms. */
+  p99Ms?: number
+}
 
 function bunAvailable(): boolean {
   return spawnSync('bun', ['--version'], { stdio: 'ignore' }).status === 0
@@ -82,11 +100,11 @@ function runChild(contender: Contender, spec: FilesSpec): FilesResult {
 function makeFixtures(root: string, workloads: readonly Workload[]): void {
   const small = join(root, 'small')
   mkdirSync(small)
-  if (workloads.includes('small-read')) {
+  if (workloads.some((w) => w === 'small-read' || w === 'isolation')) {
     for (let i = 0; i < SMALL_FILES; i++) writeFileSync(join(small, String(i)), Buffer.alloc(SMALL_SIZE, i & 0xff))
     for (let i = 0; i < SMALL_FILES; i++) readFileSync(join(small, String(i)))
   }
-  if (workloads.includes('big-read')) {
+  if (workloads.some((w) => w === 'big-read' || w === 'stream-read')) {
     const big = Buffer.allocUnsafe(BIG_SIZE)
     for (let i = 0; i < BIG_SIZE; i += 4096) big[i] = i & 0xff
     writeFileSync(join(small, 'big'), big)
@@ -126,34 +144,36 @@ function main(): void {
   try {
     makeFixtures(root, workloads)
     process.stdout.write(`caio files bench — node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}; ${rounds} rounds of ${seconds} s per contender, fresh child each, medians\n`)
-    const summary: Record<string, Record<string, { filesPerSec: number; cpuUsPerFile: number; spread: number }>> = {}
+    const summary: Record<string, Record<string, Row>> = {}
     for (const workload of workloads) {
       const rows = contenders.filter((c) => c.workloads.includes(workload))
-      const perRound = new Map<string, Array<{ rate: number; cpu: number }>>(rows.map((c) => [c.id, []]))
+      const perRound = new Map<string, Array<{ rate: number; cpu: number; p99?: number }>>(rows.map((c) => [c.id, []]))
       for (let round = 0; round < rounds; round++) {
         for (const contender of rows) {
           const dir = workload === 'small-write' ? join(root, 'out') : join(root, 'small')
           const spec: FilesSpec = { contender: contender.id, workload, dir, count: SMALL_FILES, size: SMALL_SIZE, depth: 64, warmupSec: 0.15, durationSec: seconds }
           try {
             const result = runChild(contender, spec)
-            perRound.get(contender.id)!.push({ rate: result.files / result.seconds, cpu: (result.cpuSeconds / result.files) * 1e6 })
+            perRound.get(contender.id)!.push({ rate: result.files / result.seconds, cpu: (result.cpuSeconds / result.files) * 1e6, p99: result.p99Ms })
           } catch (error) {
             process.stderr.write(`files bench: ${(error as Error).message}\n`)
           }
         }
       }
-      const table: Record<string, { filesPerSec: number; cpuUsPerFile: number; spread: number }> = {}
-      process.stdout.write(`\n${TITLES[workload]}\n  ${'contender'.padEnd(44)} ${'files/s'.padStart(10)} ${'MiB/s'.padStart(8)} ${'CPU µs/file'.padStart(12)} ${'spread'.padStart(7)}\n`)
-      const bytes = workload === 'big-read' ? BIG_SIZE : SMALL_SIZE
+      const table: Record<string, Row> = {}
+      process.stdout.write(`\n${TITLES[workload]}\n  ${'contender'.padEnd(44)} ${'files/s'.padStart(10)} ${'MiB/s'.padStart(8)} ${'CPU µs/file'.padStart(12)} ${'spread'.padStart(7)} ${'p99 ms'.padStart(7)}\n`)
+      const bytes = workload === 'big-read' || workload === 'stream-read' ? BIG_SIZE : SMALL_SIZE
       for (const contender of rows) {
         const figures = perRound.get(contender.id)!
         if (figures.length === 0) continue
         const rate = median(figures.map((f) => f.rate))
         const cpu = median(figures.map((f) => f.cpu))
         const s = spread(figures.map((f) => f.rate))
-        table[contender.id] = { filesPerSec: rate, cpuUsPerFile: cpu, spread: s }
+        const p99s = figures.flatMap((f) => (f.p99 === undefined ? [] : [f.p99]))
+        const p99 = p99s.length === 0 ? undefined : median(p99s)
+        table[contender.id] = { filesPerSec: rate, cpuUsPerFile: cpu, spread: s, p99Ms: p99 }
         process.stdout.write(
-          `  ${contender.label.padEnd(44)} ${fmt(rate).padStart(10)} ${((rate * bytes) / 2 ** 20).toFixed(0).padStart(8)} ${cpu.toFixed(1).padStart(12)} ${Number.isFinite(s) ? `${(s * 100).toFixed(0)}%`.padStart(7) : '–'.padStart(7)}\n`,
+          `  ${contender.label.padEnd(44)} ${fmt(rate).padStart(10)} ${((rate * bytes) / 2 ** 20).toFixed(0).padStart(8)} ${cpu.toFixed(1).padStart(12)} ${Number.isFinite(s) ? `${(s * 100).toFixed(0)}%`.padStart(7) : '–'.padStart(7)} ${p99 === undefined ? '' : p99.toFixed(2).padStart(7)}\n`,
         )
       }
       summary[workload] = table
@@ -168,6 +188,15 @@ function main(): void {
       const ratio = top !== undefined && bottom !== undefined && Number.isFinite(bottom) ? top / bottom : Number.NaN
       const verdict = Number.isNaN(ratio) ? 'not measured' : ratio >= target ? 'met' : 'NOT met'
       process.stdout.write(`  ${workload.padEnd(12)} ${numerator.padEnd(18)} / ${denominator.padEnd(12)} ${Number.isNaN(ratio) ? '   –' : `${ratio.toFixed(2)}×`.padStart(6)}  target ≥ ${target}×: ${verdict}\n`)
+    }
+    for (const [workload, id, target] of P99_TARGETS) {
+      const table = summary[workload]
+      const own = table?.[id]?.p99Ms
+      const base = table?.['fs.promises']?.p99Ms
+      if (own === undefined) continue
+      const met = workload === 'stream-read' ? own < 5 : base !== undefined && own <= 0.2 * base
+      const against = workload === 'isolation' && base !== undefined ? ` (beside fs.promises: ${base.toFixed(2)} ms; ${(own / base).toFixed(2)}×)` : ''
+      process.stdout.write(`  ${workload.padEnd(12)} ${id.padEnd(18)} p99 ${own.toFixed(2)} ms${against}  target ${target}: ${met ? 'met' : 'NOT met'}\n`)
     }
     if (values.json !== undefined) writeFileSync(values.json, JSON.stringify(summary, null, 2))
   } finally {

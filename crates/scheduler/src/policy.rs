@@ -7,7 +7,7 @@ use crate::spin::InlineSpin;
 /// Operations settled inline (inside the flush that submitted them) before the loop must
 /// turn. Buffered reads mostly complete inside the submitting call, so a Promise chain
 /// could otherwise keep the JS thread in microtasks forever, starving timers and other I/O.
-pub const INLINE_BUDGET: usize = 4096;
+pub const INLINE_BUDGET: usize = 256;
 
 /// While completions arrive from a device rather than inside the submitting call, a tick's
 /// operations go to a backend whose submit is cheap ([`caio_core::Traits::cheap_submit`])
