@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { promisify } from 'node:util'
 
+import { percentile } from './stats'
+
 /** What one child runs. */
 export interface FilesSpec {
   contender: string
@@ -128,16 +130,11 @@ async function statLatencies(path: string, seconds: number): Promise<number[]> {
   return latencies
 }
 
-function p99(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.min(sorted.length - 1, Math.ceil(sorted.length * 0.99) - 1)] ?? Number.NaN
-}
-
 /** Files done, and the run's p99 figure where the workload has one. */
 async function measureWithP99(spec: FilesSpec, w: Way, seconds: number): Promise<{ files: number; p99Ms?: number }> {
   if (spec.workload === 'isolation') {
     const [files, latencies] = await Promise.all([measure({ ...spec, workload: 'small-read' }, w, seconds), statLatencies(join(spec.dir, '0'), seconds)])
-    return { files, p99Ms: p99(latencies) }
+    return { files, p99Ms: percentile(latencies.sort((x, y) => x - y), 99) }
   }
   if (spec.workload === 'stream-read') {
     if (!w.stream) throw new Error(`${spec.contender} has no stream`)

@@ -14,7 +14,7 @@ import type { Files, WriteFileData } from './file-io'
 import { checkInteger, checkPath, decodingWith, fileMode, openFlags, optionsObject } from './fs-args'
 import type { CheckedPath, EncodingName, PathLike } from './fs-args'
 import { invalidArgType, outOfRange, systemError } from './errors'
-import { pathFailure, relabel } from './path-ops'
+import { pathError } from './path-ops'
 import type { SystemError } from './errors'
 import { validateBoolean } from './validate'
 
@@ -251,16 +251,16 @@ export class FileSystem {
           continue
         }
         // A missing path with no parent left to make is taken as existing, as Node does.
-        if (code !== 'ENOENT' && !(code !== undefined && THERE_ALREADY.has(code))) throw relabel(error, 'mkdir', next)
+        if (code !== 'ENOENT' && !(code !== undefined && THERE_ALREADY.has(code))) throw pathError(error, 'mkdir', next)
       }
       let stats: Stats
       try {
         stats = (await ops.stat(next, false, true)) as Stats
       } catch (error) {
-        if (pending.length > 0) throw pathFailure(-ENOTDIR, 'mkdir', next)
-        throw relabel(error, 'mkdir', next)
+        if (pending.length > 0) throw pathError({ errno: -ENOTDIR }, 'mkdir', next)
+        throw pathError(error, 'mkdir', next)
       }
-      if (!stats.isDirectory()) throw pathFailure(pending.length > 0 ? -ENOTDIR : -EEXIST, 'mkdir', next)
+      if (!stats.isDirectory()) throw pathError({ errno: pending.length > 0 ? -ENOTDIR : -EEXIST }, 'mkdir', next)
     }
     return first
   }

@@ -42,18 +42,11 @@ export interface PathOps {
   copyFile(from: CheckedPath, to: CheckedPath, mode: number): Promise<void>
 }
 
-/** `error` as `syscall` on `path` would have reported it (for a step done on another path). */
-export function relabel(error: unknown, syscall: string, path: CheckedPath): unknown {
-  return pathError(error, syscall, path)
-}
-
-/** The OS error `errno` (negative) of `syscall` on `path`, as `node:fs` reports it. */
-export function pathFailure(errno: number, syscall: string, path: CheckedPath): SystemError {
-  return pathError({ errno }, syscall, path) as SystemError
-}
-
-/** The error `node:fs` gives for a failed call on a path (and a destination). */
-function pathError(error: unknown, syscall: string, path: CheckedPath, dest?: CheckedPath): unknown {
+/**
+ * The error `node:fs` gives for a failed call on a path (and a destination): from an error
+ * carrying an `errno` (any other error is returned as it is).
+ */
+export function pathError(error: unknown, syscall: string, path: CheckedPath, dest?: CheckedPath): unknown {
   const errno = (error as Partial<SystemError>).errno
   if (typeof errno !== 'number') return error
   const made = systemError(errno, syscall)

@@ -53,14 +53,18 @@ pub fn take(len: usize) -> Option<Mapping> {
   })
 }
 
-/// Keeps `mapping` for a later [`take`] if the bounds allow, else unmaps it.
+/// Keeps `mapping` for a later [`take`] if the bounds allow, else unmaps it. Never panics:
+/// it runs in a finalizer, where an unwind would abort Node. While the thread's keep is
+/// busy or already gone (the thread is exiting), the mapping is simply unmapped.
 pub fn give_back(mapping: Mapping) {
-  KEPT.with(|kept| {
-    let mut kept = kept.borrow_mut();
+  let _ = KEPT.try_with(|kept| {
+    let Ok(mut kept) = kept.try_borrow_mut() else {
+      return;
+    };
     let bytes: usize = kept.iter().map(|m| m.capacity).sum();
     if kept.len() < KEPT_MAPPINGS && bytes + mapping.capacity <= KEPT_BYTES {
       kept.push(mapping);
     }
-    // Otherwise `mapping` drops here and is unmapped.
   });
+  // A mapping not kept was dropped above, or drops here: either way it is unmapped.
 }
