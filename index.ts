@@ -36,6 +36,7 @@ import { NativePathOps, NodePathOps } from './lib/path-ops'
 
 export type { BackendName } from './lib/engine'
 export type { BackendStatus } from './lib/selection'
+export type { CompletionPath } from './lib/native'
 export type { SystemError, CodedError } from './lib/errors'
 export { backends } from './lib/selection'
 export { AbortError } from './lib/errors'

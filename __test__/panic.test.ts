@@ -19,7 +19,7 @@ test(`a panic inside the addon (${native}) is thrown as an Error, the process li
     const { openSync, readFileSync } = require('node:fs')
     const wire = new Float64Array(64)
     let delivered = []
-    const ctx = binding.open(${JSON.stringify(native)}, 8, 1, false, (count) => { delivered.push(...wire.subarray(0, 2 * count)) }, wire)
+    const ctx = binding.open(${JSON.stringify(native)}, 8, 1, false, (count) => { delivered.push(...wire.subarray(0, 2 * count)) }, wire, process.env.CAIO_COMPLETIONS || "libuv")
     let thrown
     try { binding.panicForTest(ctx) } catch (error) { thrown = { name: error.name, message: error.message } }
     const fd = openSync(${JSON.stringify(file.path)}, 'r')

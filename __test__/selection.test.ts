@@ -168,3 +168,27 @@ test('with io_uring blocked by a seccomp filter, uring says why, CAIO_IMPL=uring
   t.true(typeof error === 'string' && error.includes('seccomp=unconfined'), `the error gives the Docker fix: ${String(error)}`)
   t.true(typeof error === 'string' && /seccompProfile/.test(error), `the error gives the Kubernetes fix: ${String(error)}`)
 })
+
+test("under Node every native backend's completions come through libuv; CAIO_COMPLETIONS=threadsafe-function moves them to a completion thread, and a bogus value warns and changes nothing", async (t) => {
+  t.timeout(60_000)
+  const file = fileWith(t, CONTENT)
+  const cases = [
+    { value: undefined, path: 'libuv', warns: false },
+    { value: 'threadsafe-function', path: 'threadsafe-function', warns: false },
+    { value: 'libuv', path: 'libuv', warns: false },
+    { value: 'bogus', path: 'libuv', warns: true },
+  ]
+  for (const { value, path, warns } of cases) {
+    const result = await runNode(selectionScript(file.path, ['thread']), childEnv({ CAIO_COMPLETIONS: value }))
+    const report = reportOf(t, result)
+    if (!report) return
+    for (const row of report.backends) {
+      const expected = row.available && row.name !== 'js' ? path : undefined
+      t.is((row as { completions?: unknown }).completions, expected, `CAIO_COMPLETIONS=${value}: ${JSON.stringify(row)}`)
+    }
+    t.is(report.data, CONTENT, `CAIO_COMPLETIONS=${value}: the read went through`)
+    t.deepEqual(report.explicit.thread, { opened: 'thread' })
+    const warning = caioWarnings(result.stderr).join('\n')
+    t.is(warning.includes('CAIO_COMPLETIONS'), warns, `CAIO_COMPLETIONS=${value}: ${result.stderr}`)
+  }
+})

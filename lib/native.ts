@@ -24,7 +24,7 @@ interface Binding {
    * or `RESULT_ABORTED` / `RESULT_CLOSED`; slot `CLOSED_SLOT` says a close has finished.
    * Until `deliver` returns, those slots are not reused.
    */
-  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, deliver: (count: number) => void, wire: Float64Array): NativeContext
+  open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, deliver: (count: number) => void, wire: Float64Array, path: CompletionPath): NativeContext
   /**
    * Starts one operation and returns its token, or -1 when the context is closed; its
    * result comes under slot `token % SLOT_COUNT`, never within this call. The addon keeps
@@ -43,6 +43,8 @@ interface Binding {
   close(ctx: NativeContext): void
   details(ctx: NativeContext): { poolSize: number; sqpoll: boolean }
   probe(backend: string): string | null
+  /** Whether completions can reach the JS thread along `path` here; null if so, else why. Unix only. */
+  probePath?(path: CompletionPath): string | null
   address(view: ArrayBufferView): number
   isDirect(fd: number): boolean
   /**
@@ -59,20 +61,43 @@ type Loaded = { binding: Binding; reason?: undefined } | { binding?: undefined; 
 
 let loaded: Loaded | undefined
 
-function runtimeWithoutLibuv(): string | undefined {
-  if (typeof process.versions.bun === 'string') return 'Bun'
-  if ('Deno' in globalThis) return 'Deno'
-  return undefined
+/**
+ * How a native context's completions reach the JS thread: `libuv` — Node's own event loop
+ * polls the context's notifier, with no thread in between; `threadsafe-function` — a
+ * completion thread per context waits on it and wakes the JS thread through one Node-API
+ * threadsafe function call per wake-up, for runtimes without libuv (Bun, Deno).
+ */
+export type CompletionPath = 'libuv' | 'threadsafe-function'
+
+/** The JavaScript runtime running this process, with its version. */
+export function runtime(): { name: 'Node.js' | 'Bun' | 'Deno'; version: string } {
+  const versions = process.versions as NodeJS.ProcessVersions & { bun?: string; deno?: string }
+  if (typeof versions.bun === 'string') return { name: 'Bun', version: versions.bun }
+  if ('Deno' in globalThis) return { name: 'Deno', version: versions.deno ?? 'unknown' }
+  return { name: 'Node.js', version: process.versions.node }
+}
+
+let chosenPath: CompletionPath | undefined
+
+/**
+ * The completion path of this process's native contexts: `libuv` under Node, where it is
+ * real; `threadsafe-function` elsewhere (Bun's libuv functions are stubs that abort, Deno
+ * has none), or when `CAIO_COMPLETIONS=threadsafe-function` asks for it under Node.
+ */
+export function completionPath(binding: Binding): CompletionPath {
+  if (chosenPath !== undefined) return chosenPath
+  const asked = process.env.CAIO_COMPLETIONS
+  if (asked !== undefined && asked !== '' && asked !== 'libuv' && asked !== 'threadsafe-function') {
+    process.emitWarning(`caio: CAIO_COMPLETIONS=${JSON.stringify(asked)} names no completion path; valid ones are libuv, threadsafe-function.`, { code: 'CAIO_BACKEND' })
+  }
+  const libuvWorks = runtime().name === 'Node.js' && binding.probePath?.('libuv') === null
+  chosenPath = libuvWorks && asked !== 'threadsafe-function' ? 'libuv' : 'threadsafe-function'
+  return chosenPath
 }
 
 /** The addon, or why it cannot be used in this process. */
 export function loadBinding(): Loaded {
   if (loaded) return loaded
-  const runtime = runtimeWithoutLibuv()
-  if (runtime) {
-    loaded = { reason: `needs Node's libuv event loop; not available under ${runtime} yet` }
-    return loaded
-  }
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const binding = require('../../binding.js') as Binding
@@ -169,7 +194,7 @@ export class NativeEngine implements Engine {
   /** Opens a context on backend `name`; throws an Error with the reason if it cannot. */
   constructor(binding: Binding, name: Exclude<BackendName, 'js'>, options: EngineOptions) {
     this.#binding = binding
-    this.#ctx = binding.open(name, options.maxRequests, options.poolSize ?? 0, options.sqpoll, this.#deliver, this.#wire)
+    this.#ctx = binding.open(name, options.maxRequests, options.poolSize ?? 0, options.sqpoll, this.#deliver, this.#wire, completionPath(binding))
     const details = binding.details(this.#ctx)
     this.poolSize = name === 'thread' ? details.poolSize : undefined
     this.sqpoll = details.sqpoll

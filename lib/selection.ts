@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import type { BackendName } from './engine'
-import { loadBinding } from './native'
+import { completionPath, loadBinding } from './native'
+import type { CompletionPath } from './native'
 
 /** Every backend, in the order automatic selection tries them. */
 export const BACKEND_NAMES: readonly BackendName[] = ['uring', 'linux', 'thread', 'js']
@@ -22,6 +23,11 @@ export interface BackendStatus {
   available: boolean
   /** Why the backend cannot be used here; present only when it is not available. */
   reason?: string
+  /**
+   * How an available native backend's completions reach the JS thread: `libuv` under
+   * Node, `threadsafe-function` under Bun and Deno (see {@link CompletionPath}).
+   */
+  completions?: CompletionPath
 }
 
 let statuses: BackendStatus[] | undefined
@@ -37,7 +43,7 @@ function probe(name: BackendName): BackendStatus {
   const loaded = loadBinding()
   if (!loaded.binding) return { name, available: false, reason: loaded.reason }
   const reason = loaded.binding.probe(name)
-  return reason === null ? { name, available: true } : { name, available: false, reason }
+  return reason === null ? { name, available: true, completions: completionPath(loaded.binding) } : { name, available: false, reason }
 }
 
 /** The reason `name` is unavailable, or undefined if it is available. */

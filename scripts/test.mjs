@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Runs every test suite of the package and prints one closing line, `N passed, N failed`:
 //   1. the Rust crates' own tests (`cargo test --workspace`), without Node;
-//   2. the ava suite in __test__/, once per backend, with CAIO_IMPL set to that backend.
+//   2. the ava suite in __test__/, once per backend, with CAIO_IMPL set to that backend;
+//      and once more on uring with its completions on the path Bun and Deno use
+//      (`uring/threadsafe-function`: CAIO_COMPLETIONS=threadsafe-function).
 // A backend that is not available here is reported and not run, except under CI=true on
 // Linux, where every backend must be available: a CI that silently tested fewer backends
 // would be worse than a red one.
@@ -65,21 +67,23 @@ if (!args.includes('--no-cargo')) {
 
 const { backends } = require(join(root, 'dist', 'index.js'))
 const statuses = backends()
-const wanted = flag('--backends')?.split(',') ?? statuses.map((s) => s.name)
+// A run is a backend, or `backend/path` for a completion path other than the runtime's own.
+const wanted = flag('--backends')?.split(',') ?? [...statuses.map((s) => s.name), 'uring/threadsafe-function']
 const strict = process.env.CI === 'true' && process.platform === 'linux'
 const testFiles = readdirSync(join(root, 'dist', '__test__'))
   .filter((name) => name.endsWith('.test.js'))
   .map((name) => join('dist', '__test__', name))
 
-for (const name of wanted) {
+for (const runName of wanted) {
+  const [name, path] = runName.split('/')
   const status = statuses.find((s) => s.name === name)
-  if (!status) {
-    console.error(`no backend named ${name}`)
+  if (!status || (path !== undefined && (name === 'js' || !['libuv', 'threadsafe-function'].includes(path)))) {
+    console.error(`no backend named ${runName}`)
     failed++
     continue
   }
   if (!status.available) {
-    summary.push(`${name}: not available here (${status.reason})${strict ? ' — counted as a failure under CI' : ''}`)
+    summary.push(`${runName}: not available here (${status.reason})${strict ? ' — counted as a failure under CI' : ''}`)
     if (strict) failed++
     continue
   }
@@ -88,15 +92,16 @@ for (const name of wanted) {
   const avaArgs = [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap', ...testFiles]
   const match = flag('--match')
   if (match) avaArgs.push('--match', match)
-  console.log(`# ---- ava suite with CAIO_IMPL=${name}`)
-  const code = await run(process.execPath, avaArgs, { CAIO_IMPL: name }, (line) => {
+  const env = path === undefined ? { CAIO_IMPL: name } : { CAIO_IMPL: name, CAIO_COMPLETIONS: path }
+  console.log(`# ---- ava suite with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`)
+  const code = await run(process.execPath, avaArgs, env, (line) => {
     if (/^ok \d+/.test(line)) suitePassed++
     else if (/^not ok \d+/.test(line)) suiteFailed++
   })
   if (code !== 0 && suiteFailed === 0) suiteFailed = 1
   passed += suitePassed
   failed += suiteFailed
-  summary.push(`ava (${name}): ${suitePassed} passed, ${suiteFailed} failed`)
+  summary.push(`ava (${runName}): ${suitePassed} passed, ${suiteFailed} failed`)
 }
 
 console.log('')

@@ -75,9 +75,10 @@ unsafe fn fdatasync(fd: libc::c_int) -> libc::c_int {
   unsafe { libc::fsync(fd) }
 }
 
-/// Blocks until `fd` is readable or `timeout` passed (a signal ends the wait early). For
-/// shutdown and tests; the event loop never waits here.
-pub fn wait_readable(fd: RawFd, timeout: Duration) {
+/// Blocks until `fd` is readable or `timeout` passed (a signal ends the wait early);
+/// returns whether it is readable. For shutdown, tests, and the completion thread of the
+/// runtimes without libuv; the JS thread never waits here.
+pub fn wait_readable(fd: RawFd, timeout: Duration) -> bool {
   let mut pfd = libc::pollfd {
     fd,
     events: libc::POLLIN,
@@ -85,7 +86,8 @@ pub fn wait_readable(fd: RawFd, timeout: Duration) {
   };
   let millis = timeout.as_millis().min(i32::MAX as u128) as i32;
   // SAFETY: one valid pollfd; a bad descriptor just fails.
-  unsafe { libc::poll(&mut pfd, 1, millis) };
+  let ready = unsafe { libc::poll(&mut pfd, 1, millis) };
+  ready > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 /// The running kernel's major and minor version, from `uname(2)`.

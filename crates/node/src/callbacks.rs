@@ -22,6 +22,8 @@ use crate::backends;
 use crate::context::{Context, Shared};
 #[cfg(unix)]
 use crate::delivery::{self, REENTERED};
+#[cfg(unix)]
+use crate::event_loop::Path;
 use crate::fence::Env;
 
 /// Runs `body`, turning a panic into its message.
@@ -113,11 +115,20 @@ fn too_many(env: Env) -> Thrown {
 }
 
 callback!(
-  /// `open(backend, capacity, poolSize, sqpoll, deliver, wire) -> context`
+  /// `open(backend, capacity, poolSize, sqpoll, deliver, wire, path) -> context`, its
+  /// completions reaching the JS thread along `path` (`'libuv'` or `'threadsafe-function'`).
   #[cfg(unix)]
   open(env, info) {
-    let [name, capacity, pool_size, sqpoll, deliver, wire] = env.args::<6>(info).map_err(|_| internal(env))?;
+    let [name, capacity, pool_size, sqpoll, deliver, wire, path] = env.args::<7>(info).map_err(|_| internal(env))?;
     let name = env.get_string(name).ok_or_else(|| type_error(env, "backend must be a string"))?;
+    let path = env
+      .get_string(path)
+      .and_then(|path| Path::parse(&path))
+      .ok_or_else(|| type_error(env, "path must be 'libuv' or 'threadsafe-function'"))?;
+    if let Err(reason) = path.probe() {
+      env.throw_error(&reason);
+      return Err(Thrown);
+    }
     let capacity = env.get_u32(capacity).map_err(|_| type_error(env, "capacity must be a number"))?;
     let options = backends::Options {
       capacity: capacity.max(1) as usize,
@@ -133,7 +144,7 @@ callback!(
       context: RefCell::new(Context::new(opened.backend, opened.details)),
     };
     let (external, shared) = env.wrap_context(shared).map_err(|_| internal(env))?;
-    Context::connect(shared, env, external, deliver, wire).map_err(|reason| {
+    Context::connect(shared, env, external, deliver, wire, path).map_err(|reason| {
       env.throw_error(&reason);
       Thrown
     })?;
@@ -342,6 +353,24 @@ callback!(
     let [name] = env.args::<1>(info).map_err(|_| internal(env))?;
     let name = env.get_string(name).ok_or_else(|| type_error(env, "backend must be a string"))?;
     match backends::probe(&name) {
+      Ok(()) => Ok(env.null()),
+      Err(reason) => env.string(&reason).map_err(|_| internal(env)),
+    }
+  }
+);
+
+callback!(
+  /// `probePath(path) -> null | reason`: whether completions can reach the JS thread along
+  /// `path` (`'libuv'`, `'threadsafe-function'`) in this process.
+  #[cfg(unix)]
+  probe_path(env, info) {
+    let [path] = env.args::<1>(info).map_err(|_| internal(env))?;
+    let name = env.get_string(path).ok_or_else(|| type_error(env, "path must be a string"))?;
+    let outcome = match Path::parse(&name) {
+      Some(path) => path.probe(),
+      None => Err(format!("no completion path named {name:?}")),
+    };
+    match outcome {
       Ok(()) => Ok(env.null()),
       Err(reason) => env.string(&reason).map_err(|_| internal(env)),
     }

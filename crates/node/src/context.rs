@@ -15,7 +15,7 @@ use caio_scheduler::Scheduler;
 use napi::sys;
 
 use crate::backends::Details;
-use crate::event_loop::CompletionWatcher;
+use crate::event_loop::{CompletionWatcher, Path};
 use crate::fence::{AsyncContext, CleanupHook, Env, Wire};
 
 /// What the external owns: the context, and the environment it lives in.
@@ -86,6 +86,7 @@ impl Context {
     external: sys::napi_value,
     deliver: sys::napi_value,
     wire: sys::napi_value,
+    path: Path,
   ) -> Result<(), OpenError> {
     let failed = |what: &str| format!("{what} failed while creating the context");
     let mut ctx = shared.context.borrow_mut();
@@ -99,11 +100,11 @@ impl Context {
     ctx.hooks.async_context = env
       .async_context("caio")
       .map_err(|_| failed("napi_async_init"))?;
-    let fd = match ctx.scheduler.backend() {
-      Some(backend) => backend.notifier().fd(),
+    let watcher = match ctx.scheduler.backend() {
+      Some(backend) => CompletionWatcher::start(path, env, backend.notifier(), shared)?,
       None => return Err("the context has no backend".into()),
     };
-    ctx.watcher = Some(CompletionWatcher::start(env, fd, shared)?);
+    ctx.watcher = Some(watcher);
     ctx.cleanup_hook = Some(
       env
         .add_teardown_hook(shared)
@@ -150,8 +151,8 @@ impl Context {
   }
 
   /// Lets go of the backend (blocking until nothing it ran can touch a buffer) and of the
-  /// loop handle; `after_close` is removed once libuv has released the handle, or now if
-  /// there is none.
+  /// loop watcher; `after_close` is removed once the runtime has released what watched, or
+  /// now if there is none.
   pub fn tear_down(&mut self, after_close: Option<CleanupHook>) {
     self.scheduler.tear_down();
     match (self.watcher.take(), after_close) {

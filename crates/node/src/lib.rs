@@ -6,12 +6,13 @@
 //! facade owns (see `delivery`), on the JS thread, from Node's own event loop (see
 //! `event_loop`).
 //!
-//! - `fence`: the only file that calls `sys::napi_*`.
+//! - `fence`: the only module that calls `sys::napi_*`.
 //! - `callbacks`: the raw callbacks, one per exported function; panics stop there.
 //! - `context`: one context, whose methods never call JavaScript.
 //! - `delivery`: handing results to the facade, with no borrow held.
 //! - `teardown`: the environment going away, and the finalizer.
-//! - `event_loop`: the libuv glue that wakes a context.
+//! - `event_loop`: what wakes a context: Node's libuv loop, or a completion thread and a
+//!   threadsafe function where there is no libuv (Bun, Deno).
 //! - `backends`: which backends exist and how to open each.
 
 #![allow(missing_docs)]
@@ -63,8 +64,9 @@ pub fn init(exports: Object, env: napi::Env) -> napi::Result<()> {
     (c"probe", Some(probe)),
   ];
   #[cfg(unix)]
-  functions.extend::<[(&CStr, sys::napi_callback); 7]>([
+  functions.extend::<[(&CStr, sys::napi_callback); 8]>([
     (c"largeBuffer", Some(large_buffer)),
+    (c"probePath", Some(probe_path)),
     (c"start", Some(start)),
     (c"submit", Some(submit)),
     (c"flush", Some(flush)),

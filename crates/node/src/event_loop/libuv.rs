@@ -1,13 +1,15 @@
-//! The seam between a context and the JavaScript event loop that delivers its completions.
+//! The completion path on Node.js: the notifier's descriptor is watched by Node's own
+//! libuv loop through a `uv_poll_t`; when it becomes readable the callback runs on the JS
+//! thread, between two loop phases, where Promises may be resolved directly.
 //!
-//! On Node.js the notifier's descriptor is watched by Node's own libuv loop through a
-//! `uv_poll_t`: when it becomes readable the callback runs on the JS thread, between two
-//! loop phases, where Promises may be resolved directly. Nothing else in the addon knows
-//! libuv exists, so a runtime without libuv (Bun, Deno) can later get another watcher
-//! behind the same three methods.
+//! libuv's functions are looked up in the process when first needed, never linked: a
+//! runtime without libuv (Deno) could not load an addon that names them, and one with
+//! stubs that abort (Bun) must never have them called — the facade asks for this path
+//! only under Node.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_void, CStr};
 use std::os::fd::RawFd;
+use std::sync::OnceLock;
 
 use napi::sys;
 
@@ -28,15 +30,65 @@ type UvCloseCb = unsafe extern "C" fn(handle: *mut UvPoll);
 
 const UV_READABLE: c_int = 1;
 
-// Node exports these libuv symbols to addons; they resolve when the addon is loaded.
-extern "C" {
-  fn uv_poll_init(loop_: *mut sys::uv_loop_s, handle: *mut UvPoll, fd: c_int) -> c_int;
-  fn uv_poll_start(handle: *mut UvPoll, events: c_int, cb: UvPollCb) -> c_int;
-  fn uv_poll_stop(handle: *mut UvPoll) -> c_int;
-  fn uv_close(handle: *mut UvPoll, cb: UvCloseCb);
-  fn uv_ref(handle: *mut UvPoll);
-  fn uv_unref(handle: *mut UvPoll);
-  fn uv_now(loop_: *const sys::uv_loop_s) -> u64;
+/// The libuv functions this path calls, found in the running process.
+struct Uv {
+  poll_init: unsafe extern "C" fn(*mut sys::uv_loop_s, *mut UvPoll, c_int) -> c_int,
+  poll_start: unsafe extern "C" fn(*mut UvPoll, c_int, UvPollCb) -> c_int,
+  poll_stop: unsafe extern "C" fn(*mut UvPoll) -> c_int,
+  close: unsafe extern "C" fn(*mut UvPoll, UvCloseCb),
+  ref_: unsafe extern "C" fn(*mut UvPoll),
+  unref: unsafe extern "C" fn(*mut UvPoll),
+  now: unsafe extern "C" fn(*const sys::uv_loop_s) -> u64,
+}
+
+/// The function `name` in the process (the executable or anything it loaded), as `F`.
+///
+/// # Safety
+/// `F` must be the `extern "C" fn` type of the C function of that name.
+unsafe fn function<F: Copy>(name: &CStr) -> Result<F, String> {
+  const { assert!(std::mem::size_of::<F>() == std::mem::size_of::<*mut c_void>()) };
+  // SAFETY: `name` is NUL-terminated; RTLD_DEFAULT searches the global scope and changes
+  // nothing.
+  let address = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+  if address.is_null() {
+    return Err(format!(
+      "this runtime has no libuv ({} not found)",
+      name.to_string_lossy()
+    ));
+  }
+  // SAFETY: a non-null address of the function named, of type `F` (the caller's contract);
+  // function pointers and data pointers have one size and representation on the platforms
+  // with dlsym (the assertion above).
+  Ok(unsafe { std::mem::transmute_copy::<*mut c_void, F>(&address) })
+}
+
+impl Uv {
+  fn find() -> Result<Uv, String> {
+    // SAFETY: each field's type is the C signature of the libuv function of that name
+    // (uv.h, stable across libuv 1.x).
+    unsafe {
+      Ok(Uv {
+        poll_init: function(c"uv_poll_init")?,
+        poll_start: function(c"uv_poll_start")?,
+        poll_stop: function(c"uv_poll_stop")?,
+        close: function(c"uv_close")?,
+        ref_: function(c"uv_ref")?,
+        unref: function(c"uv_unref")?,
+        now: function(c"uv_now")?,
+      })
+    }
+  }
+}
+
+/// libuv, or why this process has none.
+fn uv() -> Result<&'static Uv, String> {
+  static UV: OnceLock<Result<Uv, String>> = OnceLock::new();
+  UV.get_or_init(Uv::find).as_ref().map_err(Clone::clone)
+}
+
+/// Whether this path can work here, and if not, why.
+pub fn probe() -> Result<(), String> {
+  uv().map(drop)
 }
 
 struct Watch {
@@ -48,19 +100,21 @@ struct Watch {
 }
 
 /// Watches one descriptor on the loop of one `napi_env`.
-pub struct CompletionWatcher {
+pub struct PollWatcher {
+  uv: &'static Uv,
   watch: *mut Watch,
   event_loop: *mut sys::uv_loop_s,
   referenced: bool,
 }
 
-impl CompletionWatcher {
+impl PollWatcher {
   /// Starts watching `fd` on the loop of `env`; `delivery::on_ready(shared)` runs on the JS
   /// thread whenever `fd` is readable. The watcher starts unreferenced: an idle context
   /// must not keep the process alive. `shared` must be closed over by the watcher's owner:
   /// the context inside it holds the watcher, and closes it before the `Shared` is freed
   /// (`Context::tear_down`, which `teardown::finalize` runs first).
-  pub fn start(env: Env, fd: RawFd, shared: &Shared) -> Result<CompletionWatcher, String> {
+  pub fn start(env: Env, fd: RawFd, shared: &Shared) -> Result<PollWatcher, String> {
+    let uv = uv()?;
     let Some(event_loop) = env.uv_loop() else {
       return Err("this runtime gives addons no libuv event loop".into());
     };
@@ -76,20 +130,21 @@ impl CompletionWatcher {
     // libuv may write the whole (oversized) handle; `data` is set after init, which clears it.
     unsafe {
       let handle = &raw mut (*watch).handle;
-      let rc = uv_poll_init(event_loop, handle, fd);
+      let rc = (uv.poll_init)(event_loop, handle, fd);
       if rc != 0 {
         drop(Box::from_raw(watch));
         return Err(format!("uv_poll_init failed ({rc})"));
       }
       (*handle).data = watch.cast();
-      let rc = uv_poll_start(handle, UV_READABLE, on_poll);
+      let rc = (uv.poll_start)(handle, UV_READABLE, on_poll);
       if rc != 0 {
-        uv_close(handle, free_watch);
+        (uv.close)(handle, free_watch);
         return Err(format!("uv_poll_start failed ({rc})"));
       }
-      uv_unref(handle);
+      (uv.unref)(handle);
     }
-    Ok(CompletionWatcher {
+    Ok(PollWatcher {
+      uv,
       watch,
       event_loop,
       referenced: false,
@@ -106,9 +161,9 @@ impl CompletionWatcher {
     unsafe {
       let handle = &raw mut (*self.watch).handle;
       if referenced {
-        uv_ref(handle)
+        (self.uv.ref_)(handle)
       } else {
-        uv_unref(handle)
+        (self.uv.unref)(handle)
       }
     }
   }
@@ -117,7 +172,7 @@ impl CompletionWatcher {
   /// mean no loop phase ran in between.
   pub fn loop_time(&self) -> u64 {
     // SAFETY: the loop outlives every handle on it, and so this watcher.
-    unsafe { uv_now(self.event_loop) }
+    unsafe { (self.uv.now)(self.event_loop) }
   }
 
   /// Stops watching and frees the handle once libuv is done with it; the context is never
@@ -129,8 +184,8 @@ impl CompletionWatcher {
     unsafe {
       (*self.watch).after_close = after_close;
       let handle = &raw mut (*self.watch).handle;
-      uv_poll_stop(handle);
-      uv_close(handle, free_watch);
+      (self.uv.poll_stop)(handle);
+      (self.uv.close)(handle, free_watch);
     }
   }
 }

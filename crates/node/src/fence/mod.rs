@@ -1,4 +1,5 @@
-//! The Node-API fence: the only file that calls `sys::napi_*`.
+//! The Node-API fence: the only module that calls `sys::napi_*` (`threadsafe`: the
+//! threadsafe functions of the completion thread).
 //!
 //! Thin, checked wrappers over the raw Node-API calls the addon makes, safe to call: the
 //! raw pointers Node hands out (an external's data, a typed array's memory, a cleanup
@@ -14,6 +15,11 @@ use napi::sys;
 
 #[cfg(unix)]
 use crate::context::Shared;
+
+#[cfg(unix)]
+mod threadsafe;
+#[cfg(unix)]
+pub use threadsafe::{Called, ThreadsafeFunction};
 
 /// A Node-API call failed; the status says how.
 #[derive(Clone, Copy, Debug)]
