@@ -11,6 +11,7 @@
 // Named imports: `import * as fs` compiles to an object whose every property is a getter,
 // one more call per operation.
 import { fdatasync, fsync, read, write } from 'node:fs'
+import { constants } from 'node:os'
 
 import { AbortListeners } from './abort'
 import { Fulfil } from './engine'
@@ -40,10 +41,17 @@ interface Task {
   position: number
 }
 
-/** The errno an `fs` error carries, or `fallback` when it carries none. */
+const OS_ERRNO = constants.errno
+
+/**
+ * The errno an `fs` error carries, or the one its `code` names (Deno's `fs` gives a code
+ * and no errno), or `fallback` when it carries neither.
+ */
 function errnoOf(error: unknown, fallback: number): number {
-  const errno = (error as NodeJS.ErrnoException).errno
-  return typeof errno === 'number' ? errno : fallback
+  const { errno, code } = error as NodeJS.ErrnoException
+  if (typeof errno === 'number') return errno
+  const named = typeof code === 'string' ? (OS_ERRNO as Record<string, number | undefined>)[code] : undefined
+  return named !== undefined ? -named : fallback
 }
 
 /**

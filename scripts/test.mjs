@@ -3,15 +3,18 @@
 //   1. the Rust crates' own tests (`cargo test --workspace`), without Node;
 //   2. the ava suite in __test__/, once per backend, with CAIO_IMPL set to that backend;
 //      and once more on uring with its completions on the path Bun and Deno use
-//      (`uring/threadsafe-function`: CAIO_COMPLETIONS=threadsafe-function).
+//      (`uring/threadsafe-function`: CAIO_COMPLETIONS=threadsafe-function);
+//   3. scripts/runtime-test.mjs under Node, Bun and Deno (`deno run -A`), where they are on
+//      PATH: the core behaviours on every backend, in each runtime.
 // A backend that is not available here is reported and not run, except under CI=true on
 // Linux, where every backend must be available: a CI that silently tested fewer backends
 // would be worse than a red one.
 //
 // Flags: --backends uring,thread   run the ava suite for these backends only
 //        --no-cargo                skip the Rust tests
+//        --no-runtimes             skip the runtime test under Node, Bun and Deno
 //        --match "<ava pattern>"   passed to ava
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
@@ -102,6 +105,32 @@ for (const runName of wanted) {
   passed += suitePassed
   failed += suiteFailed
   summary.push(`ava (${runName}): ${suitePassed} passed, ${suiteFailed} failed`)
+}
+
+if (!args.includes('--no-runtimes')) {
+  const runtimes = [
+    { name: 'node', command: process.execPath, prefix: [] },
+    { name: 'bun', command: 'bun', prefix: [] },
+    { name: 'deno', command: 'deno', prefix: ['run', '-A'] },
+  ]
+  for (const { name, command, prefix } of runtimes) {
+    if (name !== 'node' && spawnSync(command, ['--version'], { stdio: 'ignore' }).status !== 0) {
+      summary.push(`runtime test (${name}): ${name} is not on PATH${strict ? ' — counted as a failure under CI' : ''}`)
+      if (strict) failed++
+      continue
+    }
+    let runtimePassed = 0
+    let runtimeFailed = 0
+    console.log(`# ---- runtime test under ${name}`)
+    const code = await run(command, [...prefix, join('scripts', 'runtime-test.mjs')], {}, (line) => {
+      if (/^ok \d+/.test(line)) runtimePassed++
+      else if (/^not ok \d+/.test(line)) runtimeFailed++
+    })
+    if (code !== 0 && runtimeFailed === 0) runtimeFailed = 1
+    passed += runtimePassed
+    failed += runtimeFailed
+    summary.push(`runtime test (${name}): ${runtimePassed} passed, ${runtimeFailed} failed`)
+  }
 }
 
 console.log('')

@@ -107,8 +107,8 @@ impl Context {
     ctx.watcher = Some(watcher);
     ctx.cleanup_hook = Some(
       env
-        .add_teardown_hook(shared)
-        .map_err(|_| failed("napi_add_async_cleanup_hook"))?,
+        .add_teardown_hook(shared, path == Path::Libuv)
+        .map_err(|_| failed("a cleanup hook"))?,
     );
     Ok(())
   }

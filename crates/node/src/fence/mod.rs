@@ -455,16 +455,24 @@ impl Env {
 
   #[cfg(unix)]
   /// Registers `teardown::on_env_teardown(shared, hook)` to run when the environment is
-  /// torn down while the context lives.
-  pub fn add_teardown_hook(self, shared: &Shared) -> JsResult<CleanupHook> {
-    let mut handle = ptr::null_mut();
+  /// torn down while the context lives. An `asynchronous` hook lets the teardown wait
+  /// until the hook is removed (libuv closes a handle only on a later loop turn); a
+  /// synchronous one is done when it returns, which is all a completion thread needs (it is
+  /// joined there) — and Deno's asynchronous hooks free their handle twice.
+  pub fn add_teardown_hook(self, shared: &Shared, asynchronous: bool) -> JsResult<CleanupHook> {
     let data = (shared as *const Shared).cast_mut().cast::<c_void>();
-    // SAFETY: `shared` outlives the hook: `teardown::finalize`, which runs before its box
-    // is freed, removes the hook unless it ran already. Out-pointer is a local.
+    if !asynchronous {
+      // SAFETY: `shared` outlives the hook: `teardown::finalize`, which runs before its box
+      // is freed, removes the hook unless it ran already.
+      check(unsafe { sys::napi_add_env_cleanup_hook(self.0, Some(on_env_teardown_sync), data) })?;
+      return Ok(CleanupHook::Registered { env: self.0, data });
+    }
+    let mut handle = ptr::null_mut();
+    // SAFETY: as above. Out-pointer is a local.
     check(unsafe {
       sys::napi_add_async_cleanup_hook(self.0, Some(on_env_teardown), data, &mut handle)
     })?;
-    Ok(CleanupHook(handle))
+    Ok(CleanupHook::Async(handle))
   }
 
   /// The wire: a `Float64Array` of (slot, result) pairs, held strongly until
@@ -544,14 +552,35 @@ impl AsyncContext {
 }
 
 /// A registered environment cleanup hook; removing it consumes it, so it is removed once.
-pub struct CleanupHook(sys::napi_async_cleanup_hook_handle);
+pub enum CleanupHook {
+  /// An asynchronous hook, registered or running: the environment's teardown waits for its
+  /// removal.
+  Async(sys::napi_async_cleanup_hook_handle),
+  /// A synchronous hook not yet run: removing it unregisters it.
+  Registered {
+    env: sys::napi_env,
+    data: *mut c_void,
+  },
+  /// A synchronous hook that is running: there is nothing left to remove.
+  Running,
+}
 
 impl CleanupHook {
   /// Removes the hook: Node waits for this before it finishes tearing the environment down.
   pub fn remove(self) {
-    // SAFETY: a live registration (made by `add_teardown_hook`, handed to the hook when it
-    // runs), removed once: `self` is consumed.
-    unsafe { sys::napi_remove_async_cleanup_hook(self.0) };
+    match self {
+      // SAFETY: a live registration (made by `add_teardown_hook`, handed to the hook when
+      // it runs), removed once: `self` is consumed.
+      CleanupHook::Async(handle) => unsafe {
+        sys::napi_remove_async_cleanup_hook(handle);
+      },
+      // SAFETY: the function and data `add_teardown_hook` registered, not yet run, and
+      // removed once.
+      CleanupHook::Registered { env, data } => unsafe {
+        sys::napi_remove_env_cleanup_hook(env, Some(on_env_teardown_sync), data);
+      },
+      CleanupHook::Running => {}
+    }
   }
 }
 
@@ -649,7 +678,14 @@ unsafe extern "C" fn on_env_teardown(
 ) {
   // SAFETY: registered by `add_teardown_hook` with a `Shared` that outlives the hook.
   let shared = unsafe { &*data.cast::<Shared>() };
-  crate::teardown::on_env_teardown(shared, CleanupHook(handle));
+  crate::teardown::on_env_teardown(shared, CleanupHook::Async(handle));
+}
+
+#[cfg(unix)]
+unsafe extern "C" fn on_env_teardown_sync(data: *mut c_void) {
+  // SAFETY: registered by `add_teardown_hook` with a `Shared` that outlives the hook.
+  let shared = unsafe { &*data.cast::<Shared>() };
+  crate::teardown::on_env_teardown(shared, CleanupHook::Running);
 }
 
 fn element_size(kind: sys::napi_typedarray_type) -> usize {
