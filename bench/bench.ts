@@ -28,7 +28,7 @@ import { ALIASES, allContenders, CAIO_BACKENDS, effective } from './contenders'
 import type { Contender } from './contenders'
 import { chooseParent, createDataFile, createDirectFile, createScratchFile, flushFile, makeDir, removeDir } from './datafile'
 import type { DataFile } from './datafile'
-import { bunVersion, fioArgs, fioCommand, fioIdleCpu, fioVersion, parseFio, PYTHON_DRIVER, pythonCaio, pythonCommand } from './external'
+import { bunVersion, denoVersion, fioArgs, fioCommand, fioIdleCpu, fioVersion, parseFio, PYTHON_DRIVER, pythonCaio, pythonCommand } from './external'
 import { formatOps, formatUs, renderGroups, renderSweeps, summarize } from './report'
 import type { Cell, Group, Missing, Sweep } from './report'
 import { parseResult } from './spec'
@@ -379,6 +379,8 @@ function launch(spec: WorkerSpec, contender: Contender, quick: boolean): Launch 
       return { command: process.execPath, args: [WORKER, specJson], env: contender.env, parse: lastLine }
     case 'bun':
       return { command: 'bun', args: [WORKER, specJson], env: contender.env, parse: lastLine }
+    case 'deno':
+      return { command: 'deno', args: ['run', '-A', WORKER, specJson], env: contender.env, parse: lastLine }
     case 'python':
       return { command: pythonCommand(), args: [PYTHON_DRIVER, specJson], env: contender.env, parse: lastLine }
     case 'fio': {
@@ -442,6 +444,7 @@ function describeTools(): string {
     `fio: ${fioVersion() ?? 'not on PATH'}`,
     `Python caio: ${py.version !== undefined ? `${py.version} (Python ${py.python ?? '?'})` : (py.reason ?? 'not installed')}`,
     `bun: ${bunVersion() ?? 'not on PATH'}`,
+    `deno: ${denoVersion() ?? 'not on PATH'}`,
   ].join('; ')
 }
 
@@ -642,7 +645,7 @@ async function main(): Promise<void> {
       finished: new Date().toISOString(),
       totalSec,
       machine: { node: process.version, kernel: release(), arch: process.arch, cpus: cpus().length, cpuModel: cpus()[0]?.model ?? '', memBytes: totalmem(), loadavgAtStart: load0, loadavgAtEnd: load1 },
-      tools: { fio: fioVersion() ?? null, pythonCaio: pythonCaio(), bun: bunVersion() ?? null },
+      tools: { fio: fioVersion() ?? null, pythonCaio: pythonCaio(), bun: bunVersion() ?? null, deno: denoVersion() ?? null },
       settings: { sizeMiB: settings.sizeMiB, cachedSizeMiB: settings.cachedSizeMiB, main: settings.main, sweep: settings.sweep, sampleEvery: settings.sampleEvery, seed: settings.seed, quick: settings.quick },
       files: { dir: files.data?.dir ?? null, fs: files.data?.fs ?? null, size: sizes.size, cachedSize: sizes.cached, warmRateBytesPerSec: files.data?.warmRate ?? null, directError: files.directError ?? null },
       backends: backends(),

@@ -5,7 +5,9 @@
  *   `UV_USE_IO_URING=1`, `fs.readSync`), run by `node worker.js`.
  * - caio: one entry per backend (`caio:<backend>`, `ctx.readInto`/`ctx.write`/`ctx.fsync`),
  *   `caio:uring+sqpoll`, and the batch entries (`caio:<backend>/batch`, `ctx.submit`).
- * - Bun's own `fs` ways (`bun:…`): the same worker script run by `bun`.
+ * - Bun's and Deno's own `fs` ways (`bun:…`, `deno:…`), and caio under each of them
+ *   (`bun:caio:<backend>`, `deno:caio:<backend>`): the same worker script run by `bun` or
+ *   `deno run -A`.
  * - fio with the engine that matches a caio backend (`fio:io_uring`, `fio:libaio`), and
  *   the Python caio (`py:<backend>` through `bench/python_caio.py`): see external.ts.
  *
@@ -19,7 +21,7 @@ import { open as fsOpen } from 'node:fs/promises'
 import { backends, Context, DEFAULT_MAX_REQUESTS } from '../index'
 import type { BackendName, BatchOp } from '../index'
 import type { Io, SyncFile } from './drivers'
-import { fioEngineUnavailable, pythonCaioUnavailable, bunUnavailable, PYTHON_MODULES } from './external'
+import { fioEngineUnavailable, pythonCaioUnavailable, bunUnavailable, denoUnavailable, PYTHON_MODULES } from './external'
 import type { PythonImpl } from './external'
 import { isSweep, reshape } from './workloads'
 import type { Workload } from './workloads'
@@ -34,10 +36,16 @@ export interface Opened {
   close(): Promise<void>
 }
 
-export type Family = 'node' | 'caio' | 'bun' | 'fio' | 'python'
+export type Family = 'node' | 'caio' | 'bun' | 'deno' | 'fio' | 'python'
 
-/** What runs a contender's child: `node`/`bun` run worker.js, `python` the driver script, `fio` is fio itself. */
-export type Runner = 'node' | 'bun' | 'python' | 'fio'
+/** What runs a contender's child: `node`/`bun`/`deno` run worker.js, `python` the driver script, `fio` is fio itself. */
+export type Runner = 'node' | 'bun' | 'deno' | 'python' | 'fio'
+
+/** The other JavaScript runtimes the bench runs worker.js under. */
+export type OtherRuntime = 'bun' | 'deno'
+
+const RUNTIME_LABEL: Readonly<Record<OtherRuntime, string>> = { bun: 'Bun', deno: 'Deno' }
+const RUNTIME_UNAVAILABLE: Readonly<Record<OtherRuntime, () => string | undefined>> = { bun: bunUnavailable, deno: denoUnavailable }
 
 export interface Contender {
   /** Name for `--contenders` and in the JSON. */
@@ -212,20 +220,36 @@ function nodeContender(way: NodeWay): Contender {
   }
 }
 
-/** Bun's own `fs` ways, in the cached-read groups: the bars a user weighs switching runtime against. */
-function bunContender(way: NodeWay): Contender {
+/** Bun's or Deno's own `fs` ways, in the cached-read groups: the bars a user weighs switching runtime against. */
+function runtimeContender(runtime: OtherRuntime, way: NodeWay): Contender {
   return {
-    id: `bun:${way.id}`,
-    family: 'bun',
-    runner: 'bun',
-    label: (w) => `Bun ${way.label(w).replace(/, UV_USE_IO_URING=1| \(thread pool\)/, '')}`,
+    id: `${runtime}:${way.id}`,
+    family: runtime,
+    runner: runtime,
+    label: (w) => `${RUNTIME_LABEL[runtime]} ${way.label(w).replace(/, UV_USE_IO_URING=1| \(thread pool\)/, '')}`,
     env: {},
     sync: way.sync ?? false,
     byDefault: true,
     expectsUring: false,
     joins: CACHED_READS,
-    unavailable: bunUnavailable,
+    unavailable: RUNTIME_UNAVAILABLE[runtime],
     open: way.open,
+  }
+}
+
+/** caio on one backend under Bun or Deno (its threadsafe-function completion path), in the cached-read groups. */
+function runtimeCaioContender(runtime: OtherRuntime, backend: BackendName): Contender {
+  const plain = caioContender({ backend, sqpoll: false, batch: false })
+  return {
+    ...plain,
+    id: `${runtime}:caio:${backend}`,
+    family: runtime,
+    runner: runtime,
+    label: (w) => `${plain.label(w)} under ${RUNTIME_LABEL[runtime]}`,
+    env: {},
+    byDefault: backend === 'uring' || backend === 'thread',
+    joins: CACHED_READS,
+    unavailable: () => RUNTIME_UNAVAILABLE[runtime]() ?? backendUnavailable(backend),
   }
 }
 
@@ -362,7 +386,10 @@ export function allContenders(): Contender[] {
     fioContender('io_uring'),
     fioContender('libaio'),
     ...(['uring', 'linux', 'thread', 'python'] as const).map(pythonContender),
-    ...NODE_WAYS.filter((w) => w.id === 'fs.promises' || w.id === 'fs.callbacks' || w.id === 'fs.readSync').map(bunContender),
+    ...(['bun', 'deno'] as const).flatMap((runtime) => [
+      ...NODE_WAYS.filter((w) => w.id === 'fs.promises' || w.id === 'fs.callbacks' || w.id === 'fs.readSync').map((way) => runtimeContender(runtime, way)),
+      ...(['uring', 'linux', 'thread'] as const).map((backend) => runtimeCaioContender(runtime, backend)),
+    ]),
   ]
 }
 

@@ -39,6 +39,17 @@ export function bunUnavailable(): string | undefined {
   return bunVersion() === undefined ? 'bun is not on PATH (npm install -g bun)' : undefined
 }
 
+// ---- Deno ----
+
+export const denoVersion = memo((): string | undefined => {
+  const r = run('deno', ['--version'])
+  return r.ok ? r.stdout.trim().split('\n')[0]?.replace(/^deno /, '') : undefined
+})
+
+export function denoUnavailable(): string | undefined {
+  return denoVersion() === undefined ? 'deno is not on PATH (npm install -g deno)' : undefined
+}
+
 // ---- fio ----
 
 export const fioVersion = memo((): string | undefined => {

@@ -2,7 +2,8 @@
  * The bench's driver script: runs ONE contender on ONE workload in this process and
  * prints one JSON line (a {@link WorkerResult}) on stdout.
  *
- *     node dist/bench/worker.js '<WorkerSpec JSON>'      (and `bun dist/bench/worker.js …` for bun:…)
+ *     node dist/bench/worker.js '<WorkerSpec JSON>'      (and `bun dist/bench/worker.js …` for bun:…,
+ *                                                        `deno run -A dist/bench/worker.js …` for deno:…)
  *
  * Order: open the contender, check that it reads (or writes) the right bytes, run
  * `warmupSec` uncounted (JIT, pool threads, rings), then `durationSec` measured:
@@ -80,8 +81,8 @@ async function main(): Promise<void> {
   const spec = parseSpec(process.argv[2] ?? '')
   const contender = contenderById(spec.contender)
   if (!contender?.open) throw new Error(`bench: ${spec.contender} is not a contender this worker runs`)
-  const underBun = typeof process.versions.bun === 'string'
-  if ((contender.runner === 'bun') !== underBun) throw new Error(`bench: ${contender.id} must run under ${contender.runner}, this is ${underBun ? 'bun' : 'node'}`)
+  const here = typeof process.versions.bun === 'string' ? 'bun' : 'Deno' in globalThis ? 'deno' : 'node'
+  if (contender.runner !== here) throw new Error(`bench: ${contender.id} must run under ${contender.runner}, this is ${here}`)
   const workload = effective(contender, spec.workload)
   const shape: Shape = {
     depth: workload.depth,
@@ -118,7 +119,8 @@ async function main(): Promise<void> {
     const wallSec = (t1 - t0) / 1000
     const sorted = meter.sorted()
     const cpuUs = cpu.user + cpu.system
-    const info = { ...opened.info, runtime: underBun ? `bun ${process.versions.bun ?? ''}` : `node ${process.version}` }
+    const versions: Record<string, string | undefined> = process.versions
+    const info = { ...opened.info, runtime: `${here} ${here === 'node' ? process.version : (versions[here] ?? '')}` }
     if (meter.syncs > 0) Object.assign(info, { fsyncs: meter.syncs, fsyncMeanUs: (meter.syncMs / meter.syncs) * 1000 })
     result = {
       contender: contender.id,

@@ -80,11 +80,15 @@ pub unsafe fn read_if_cached(op: &Operation) -> Option<i64> {
     // All of it, or nothing at end of file (uncached data refuses with EAGAIN instead).
     return Some(rc as i64);
   }
-  // Short: the end of the file, or only part of the range in the cache.
+  // Short: the end of a regular file, or only part of the range in the cache. A device
+  // gives a short answer to RWF_NOWAIT whenever it would have rescheduled (/dev/zero under
+  // load), and its size says nothing of where it ends: the waiting read does it whole.
   // SAFETY: `stat` is plain data the call fills.
   let mut stat: libc::stat = unsafe { std::mem::zeroed() };
   // SAFETY: a valid out-pointer; a bad descriptor just fails.
-  if unsafe { libc::fstat(op.fd, &mut stat) } == 0 && op.offset + count >= stat.st_size as u64 {
+  let regular =
+    unsafe { libc::fstat(op.fd, &mut stat) } == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
+  if regular && op.offset + count >= stat.st_size as u64 {
     return Some(rc as i64);
   }
   None

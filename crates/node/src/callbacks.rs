@@ -246,11 +246,7 @@ callback!(
   flush(env, info) {
     let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
     let shared = shared(env, ctx)?;
-    {
-      let mut ctx = borrow(env, shared)?;
-      let loop_time = ctx.loop_time();
-      ctx.scheduler.flush(loop_time);
-    }
+    borrow(env, shared)?.flush();
     delivered(env, shared)?;
     Ok(env.undefined())
   }

@@ -121,6 +121,20 @@ impl Context {
       .map_or(0, CompletionWatcher::loop_time)
   }
 
+  /// Flushes what this tick started; completions it left waiting (past the inline budget,
+  /// or finished during the submit) get their wake-up asked for at once.
+  pub fn flush(&mut self) {
+    let loop_time = self.loop_time();
+    self.scheduler.flush(loop_time);
+    let waiting = self
+      .scheduler
+      .backend()
+      .is_some_and(|backend| backend.ready());
+    if let (true, Some(watcher)) = (waiting, self.watcher.as_ref()) {
+      watcher.completions_waiting();
+    }
+  }
+
   /// Moves waiting results onto the wire; returns how many pairs.
   pub fn take_deliveries(&mut self) -> usize {
     match self.wire.as_mut() {

@@ -79,6 +79,14 @@ impl CompletionWatcher {
     }
   }
 
+  /// Completions are waiting at the end of a flush: where the wake-up would otherwise take
+  /// a thread hop, ask for it now (the libuv loop polls the notifier by itself).
+  pub fn completions_waiting(&self) {
+    if let Self::Thread(watcher) = self {
+      watcher.wake_soon();
+    }
+  }
+
   /// A clock that changes only when the loop turns: two equal readings mean no loop phase
   /// ran in between. The threadsafe path has none to read and says 0: there the inline
   /// budget is renewed by each wake-up alone (`Scheduler::on_ready`).

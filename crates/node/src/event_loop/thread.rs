@@ -31,6 +31,17 @@ enum Phase {
   Stopping,
 }
 
+/// What [`Turns::fire`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Turn {
+  /// The caller fires the call.
+  Fire,
+  /// A call is already queued: it will deliver.
+  Taken,
+  /// The completion thread must return.
+  Stop,
+}
+
 /// What the completion thread and the JS thread share.
 struct Turns {
   phase: Mutex<Phase>,
@@ -58,14 +69,17 @@ impl Turns {
     *phase == Phase::Armed
   }
 
-  /// Completion thread: the notifier is readable; false if it must stop instead of firing.
-  fn fire(&self) -> bool {
+  /// Either thread: takes the turn to fire a call, if it is free.
+  fn fire(&self) -> Turn {
     let mut phase = self.lock();
-    if *phase != Phase::Armed {
-      return false;
+    match *phase {
+      Phase::Armed => {
+        *phase = Phase::Fired;
+        Turn::Fire
+      }
+      Phase::Fired => Turn::Taken,
+      Phase::Stopping => Turn::Stop,
     }
-    *phase = Phase::Fired;
-    true
   }
 
   /// JS thread: a call has delivered; the completion thread may wait again.
@@ -177,6 +191,24 @@ impl ThreadWatcher {
     self.env.hold_threadsafe_function(self.function, referenced);
   }
 
+  /// Asks for a wake-up on the runtime's next loop turn, from the JS thread, unless one is
+  /// already queued. For completions already waiting (cached reads finish inside their
+  /// submit): the runtime runs the call as soon as the loop turns — as libuv polls a
+  /// readable descriptor — instead of after the completion thread has been scheduled, seen
+  /// the notifier and called across threads.
+  pub fn wake_soon(&self) {
+    if self.gate.finalized.get() {
+      return;
+    }
+    let running = self.gate.running.borrow();
+    if let Some(running) = running.as_ref() {
+      if running.turns.fire() == Turn::Fire {
+        // Closing means the environment is going away: nothing is to be woken any more.
+        let _ = self.function.call();
+      }
+    }
+  }
+
   /// Stops the thread and lets go of the function; the context is never woken again.
   pub fn close(self) {
     self.gate.target.set(std::ptr::null());
@@ -194,8 +226,10 @@ fn wait_and_wake(turns: &Turns, function: ThreadsafeFunction) {
     if !caio_core::sys::wait_readable(turns.notifier.fd(), Duration::from_secs(86_400)) {
       continue;
     }
-    if !turns.fire() || function.call() == Called::Closing {
-      return;
+    match turns.fire() {
+      Turn::Fire if function.call() == Called::Closing => return,
+      Turn::Fire | Turn::Taken => {}
+      Turn::Stop => return,
     }
   }
 }
