@@ -21,6 +21,8 @@ test('the wire constants are the scheduler crate’s', (t) => {
   const source = rust('crates/scheduler/src/wire.rs')
   t.is(wire.BATCH_FIELDS, constant(source, 'BATCH_FIELDS'))
   t.is(wire.LINK_FLAG, constant(source, 'LINK_FLAG'))
+  t.is(wire.CALL_FIELDS, constant(source, 'CALL_FIELDS'))
+  t.is(wire.CALL_TOKEN, constant(source, 'CALL_TOKEN'))
   t.is(wire.RESULT_ABORTED, constant(source, 'ABORTED'))
   t.is(wire.RESULT_CLOSED, constant(source, 'CLOSED'))
   t.is(wire.CLOSED_SLOT, constant(source, 'CLOSED_SLOT'))
@@ -52,9 +54,9 @@ test('the opcodes are caio_core’s', (t) => {
 test('the cursor offset and the stat area are caio_core’s', (t) => {
   const core = rust('crates/core/src/lib.rs')
   t.regex(core, /pub const AT_CURSOR: u64 = u64::MAX;/)
-  t.is(wire.AT_CURSOR, -1, 'JavaScript says -1 for u64::MAX (crates/scheduler wire::start_offset)')
+  t.is(wire.AT_CURSOR, -1, 'JavaScript says -1 for u64::MAX (the call area says (-1, 0): crates/scheduler wire::decode_call)')
   t.is(wire.STATX_SIZE, constant(core, 'STATX_SIZE'))
-  t.regex(rust('crates/scheduler/src/wire.rs'), /if value == -1\.0 \{\s*Ok\(caio_core::AT_CURSOR\)/)
+  t.regex(rust('crates/scheduler/src/wire.rs'), /if high == -1\.0 && low == 0\.0 \{\s*caio_core::AT_CURSOR/)
 })
 
 test('results that are not an errno lie below every errno and never collide', (t) => {

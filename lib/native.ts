@@ -8,7 +8,7 @@ import { errorFromResult, setDirectIoProbe } from './errors'
 import { Fulfil } from './engine'
 import type { BackendName, Engine, EngineOptions, PreparedBatch } from './engine'
 import type { Offset } from './validate'
-import { CLOSED_SLOT, RESULT_CLOSED, SLOT_COUNT } from './wire'
+import { CALL_FIELDS, CALL_TOKEN, CLOSED_SLOT, RESULT_CLOSED, SLOT_COUNT } from './wire'
 import type { Opcode } from './wire'
 
 /** An opaque native context (a tagged external). */
@@ -20,17 +20,19 @@ interface NativeContext {
 interface Binding {
   /**
    * Opens a context. `deliver(count)` is called on the JS thread with the first `count`
-   * (slot, result) pairs of `wire` filled in: a result is a byte count, a negative errno,
+   * (slot, result) pairs of `wire` filled in (its last `CALL_FIELDS` numbers are the call
+   * area of `start`): a result is a byte count, a negative errno,
    * or `RESULT_ABORTED` / `RESULT_CLOSED`; slot `CLOSED_SLOT` says a close has finished.
    * Until `deliver` returns, those slots are not reused.
    */
   open(backend: string, capacity: number, poolSize: number, sqpoll: boolean, deliver: (count: number) => void, wire: Float64Array, path: CompletionPath): NativeContext
   /**
-   * Starts one operation and returns its token, or -1 when the context is closed; its
-   * result comes under slot `token % SLOT_COUNT`, never within this call. The addon keeps
-   * no reference to `view`: the caller keeps it until the result is delivered.
+   * Starts the operation written into the wire's call area (`CALL_FIELDS`) and writes its
+   * token there (`CALL_TOKEN`), or -1 when the context is closed; its result comes under
+   * slot `token % SLOT_COUNT`, never within this call. The addon keeps no reference to
+   * `view`: the caller keeps it until the result is delivered.
    */
-  start(ctx: NativeContext, opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number): number
+  start(ctx: NativeContext, view: ArrayBufferView | undefined): void
   /**
    * Starts a batch and returns its token, or -1 when closed. Each operation's result is
    * written to `results`; then the batch's slot is delivered with 0, never within this
@@ -153,6 +155,8 @@ const RESOLVED = Promise.resolve()
 /** V8's own Promise: a replaced global changes nothing. */
 const NativePromise = Promise
 
+const TWO_32 = 2 ** 32
+
 /** (slot, result) pairs the wire holds; one delivery hands over at most this many. */
 const WIRE_PAIRS = 512
 
@@ -187,7 +191,7 @@ export class NativeEngine implements Engine {
   /** The AbortSignal of each operation started with one. */
   readonly #signals: Array<AbortSignal | undefined> = []
   readonly #aborts = new AbortListeners<number>((token) => this.#binding.cancel(this.#ctx, token))
-  readonly #wire = new Float64Array(2 * WIRE_PAIRS)
+  readonly #wire = new Float64Array(2 * WIRE_PAIRS + CALL_FIELDS)
   readonly #closeWaiters: Array<() => void> = []
   #closing = false
 
@@ -280,7 +284,23 @@ export class NativeEngine implements Engine {
   }
 
   start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
-    const token = this.#binding.start(this.#ctx, opcode, fd, offset, view, priority)
+    // The call area: typed-array stores, where arguments would cost a Node-API call each.
+    const call = this.#wire
+    const at = 2 * WIRE_PAIRS
+    call[at] = opcode
+    call[at + 1] = fd
+    if (typeof offset === 'number') {
+      // -1, the file position, is (-1, 0).
+      const high = offset < 0 ? -1 : Math.floor(offset / TWO_32)
+      call[at + 2] = high
+      call[at + 3] = offset < 0 ? 0 : offset - high * TWO_32
+    } else {
+      call[at + 2] = Number(offset >> 32n)
+      call[at + 3] = Number(offset & 0xffff_ffffn)
+    }
+    call[at + 4] = priority
+    this.#binding.start(this.#ctx, view)
+    const token = call[at + CALL_TOKEN]!
     if (token < 0) return Promise.reject(errorFromResult(RESULT_CLOSED, opcode, fd))
     return this.#track(token, fulfil | (opcode << 2), fd, view, signal)
   }

@@ -47,6 +47,14 @@ export const STATX_SIZE = 256
 
 /** Doubles per operation in a batch descriptor: `[opcode | link, fd, offset / 2^32, offset % 2^32, priority]`. */
 export const BATCH_FIELDS = 5
+/**
+ * Numbers of the call area at the end of the wire: `start` reads its one operation there,
+ * `[opcode, fd, offset / 2^32 (-1 for the file position), offset % 2^32, priority]`, and
+ * writes its token at {@link CALL_TOKEN}.
+ */
+export const CALL_FIELDS = 6
+/** Where `start` writes the token (or -1 for a closed context) in the call area. */
+export const CALL_TOKEN = 5
 /** Or'ed into a descriptor's opcode field: the next operation runs only if this one succeeds. */
 export const LINK_FLAG = 0x100
 /** A result that is not an errno: cancelled through an AbortSignal. */

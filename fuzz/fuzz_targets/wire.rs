@@ -89,11 +89,22 @@ fn check_single(v: f64, w: f64, len: usize) {
       assert!(!whole_in(v, last_opcode), "opcode({v}) refused");
     }
   }
-  match wire::start_offset(v) {
-    Ok(offset) if v == -1.0 => assert_eq!(offset, caio_core::AT_CURSOR),
-    Ok(offset) => assert_eq!(Ok(offset), wire::offset(v), "start_offset({v})"),
-    Err(e) => assert_eq!(Err(e), wire::offset(v), "start_offset({v}) refused"),
+  // A call area: each field as its own decoder says, the file position as (-1, 0).
+  let call = [v, w, v, w, v, 0.0];
+  let expected = wire::opcode(v).and_then(|opcode| {
+    let fd = wire::fd(w)?;
+    let offset = if v == -1.0 && w == 0.0 { caio_core::AT_CURSOR } else { wire::offset_halves(v, w)? };
+    Ok((opcode, fd, offset, wire::priority(v)))
+  });
+  match (wire::decode_call(&call), expected) {
+    (Ok(op), Ok(fields)) => {
+      assert_eq!((op.opcode, op.fd, op.offset, op.priority), fields, "decode_call({call:?})");
+      assert!(op.buf.is_null() && op.len == 0 && !op.link, "decode_call({call:?}) gave a buffer or a link");
+    }
+    (Err(e), Err(f)) => assert_eq!(e, f, "decode_call({call:?}) refused"),
+    (got, want) => panic!("decode_call({call:?}) = {got:?}, expected {want:?}"),
   }
+  assert_eq!(wire::decode_call(&call[..4]).err(), Some(Refusal::Shape));
   match wire::fd(v) {
     Ok(fd) => {
       assert!(whole_in(v, 2_147_483_647.0), "fd({v}) accepted");
@@ -103,17 +114,6 @@ fn check_single(v: f64, w: f64, len: usize) {
     Err(e) => {
       assert_eq!(e, Refusal::Fd);
       assert!(!whole_in(v, 2_147_483_647.0), "fd({v}) refused");
-    }
-  }
-  match wire::offset(v) {
-    Ok(offset) => {
-      assert!(whole_in(v, 9_007_199_254_740_991.0), "offset({v}) accepted");
-      assert!(offset < 1 << 53);
-      assert_eq!(offset as f64, v);
-    }
-    Err(e) => {
-      assert_eq!(e, Refusal::Offset);
-      assert!(!whole_in(v, 9_007_199_254_740_991.0), "offset({v}) refused");
     }
   }
   let halves_ok = whole_in(v, 2_147_483_647.0) && whole_in(w, 4_294_967_295.0);

@@ -10,8 +10,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
 #[cfg(unix)]
-use caio_core::Operation;
-#[cfg(unix)]
 use caio_scheduler::wire::{self, BatchError, BATCH_FIELDS};
 #[cfg(unix)]
 use caio_scheduler::Refused;
@@ -165,36 +163,39 @@ callback!(
 );
 
 callback!(
-  /// `start(ctx, opcode, fd, offset, view, priority) -> token`, or -1 when the context is
-  /// closed. `offset` is -1 for a read or write at the file position; a path operation
-  /// carries its flags there and its path in `view` (see `caio_core::Opcode`). The result is delivered under slot `token % 2^24`, never within this call.
+  /// `start(ctx, view)`: starts the operation the facade wrote into the wire's call area
+  /// (`[opcode, fd, offset / 2^32, offset % 2^32, priority]`, see `caio_scheduler::wire`)
+  /// and writes its token there, or -1 when the context is closed. The offset is (-1, 0)
+  /// for a read or write at the file position; a path operation carries its flags there and
+  /// its path in `view` (see `caio_core::Opcode`). The result is delivered under slot
+  /// `token % 2^24`, never within this call.
   #[cfg(unix)]
   start(env, info) {
-    let [ctx, opcode, fd, offset, view, priority] = env.args::<6>(info).map_err(|_| internal(env))?;
+    let [ctx, view] = env.args::<2>(info).map_err(|_| internal(env))?;
     let shared = shared(env, ctx)?;
-    let opcode = env.get_f64(opcode).ok().and_then(|code| wire::opcode(code).ok()).ok_or_else(|| type_error(env, "bad opcode"))?;
-    let fd = env.get_f64(fd).ok().and_then(|fd| wire::fd(fd).ok()).ok_or_else(|| type_error(env, "fd must be an integer"))?;
-    let mut op = Operation::sync(opcode, fd, 0);
-    op.priority = wire::priority(env.get_f64(priority).unwrap_or(0.0));
-    op.offset = env.get_offset(offset).ok_or_else(|| type_error(env, "offset must be a non-negative safe integer or bigint, or -1"))?;
-    if opcode.has_buffer() {
+    let mut ctx = borrow(env, shared)?;
+    let Some(wire) = ctx.wire.as_mut() else {
+      return Err(internal(env));
+    };
+    let mut op = wire::decode_call(wire.call()).map_err(|refusal| type_error(env, refusal.message()))?;
+    if op.opcode.has_buffer() {
       let (data, length) = env.view_bytes(view).map_err(|_| type_error(env, "buffer must be an ArrayBufferView"))?;
       op.buf = data;
       op.len = wire::length(length);
     }
-    let started = {
-      let mut ctx = borrow(env, shared)?;
-      // SAFETY: the buffer rule: the facade keeps `view` under the token's slot until the
-      // slot's result is delivered, which happens only after its completion was reaped.
-      let started = unsafe { ctx.scheduler.start(op) };
-      ctx.hold_while_busy(env);
-      started
+    // SAFETY: the buffer rule: the facade keeps `view` under the token's slot until the
+    // slot's result is delivered, which happens only after its completion was reaped.
+    let started = unsafe { ctx.scheduler.start(op) };
+    ctx.hold_while_busy(env);
+    let token = match started {
+      Ok(token) => token as f64,
+      Err(Refused::Closed) => -1.0,
+      Err(_) => return Err(too_many(env)),
     };
-    match started {
-      Ok(token) => number(env, token as f64),
-      Err(Refused::Closed) => number(env, -1.0),
-      Err(_) => Err(too_many(env)),
+    if let Some(wire) = ctx.wire.as_mut() {
+      wire.call()[wire::CALL_TOKEN] = token;
     }
+    Ok(env.undefined())
   }
 );
 

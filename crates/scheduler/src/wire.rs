@@ -12,6 +12,13 @@ use caio_core::{Opcode, Operation};
 pub const BATCH_FIELDS: usize = 5;
 /// The link flag in a descriptor's first field.
 pub const LINK_FLAG: u32 = 0x100;
+/// Numbers of the call area, the end of the wire, through which `start` takes its one
+/// operation and gives back its token (one typed-array write per field, where passing
+/// them as arguments cost a Node-API call each): `[opcode, fd, offset / 2^32 (-1 for the
+/// file position), offset % 2^32, priority, token]`.
+pub const CALL_FIELDS: usize = 6;
+/// Where the token goes in the call area.
+pub const CALL_TOKEN: usize = 5;
 
 /// Results that are not an errno: in a batch's results and in the delivery pairs.
 pub mod result {
@@ -24,8 +31,6 @@ pub mod result {
 /// The slot number of the delivery pair that says the context finished closing.
 pub const CLOSED_SLOT: f64 = -1.0;
 
-/// The largest offset a number can carry exactly.
-const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 /// One operation moves at most this many bytes, as one `read(2)` does on Linux.
 pub const MAX_LENGTH: usize = i32::MAX as usize;
 
@@ -49,7 +54,7 @@ impl Refusal {
       Refusal::Opcode => "bad opcode",
       Refusal::Fd => "fd must be an integer in 0..2^31",
       Refusal::Offset => "offset must be a non-negative integer below 2^63",
-      Refusal::Shape => "the batch descriptor must hold 5 numbers per operation",
+      Refusal::Shape => "the batch descriptor must hold 5 numbers per operation, the call area 6",
     }
   }
 }
@@ -71,23 +76,19 @@ pub fn fd(value: f64) -> Result<i32, Refusal> {
   }
 }
 
-/// An offset given as one number (exact below 2^53).
-pub fn offset(value: f64) -> Result<u64, Refusal> {
-  if value.fract() == 0.0 && (0.0..=MAX_SAFE_INTEGER).contains(&value) {
-    Ok(value as u64)
+/// The operation in a call area's first five fields, with no buffer and token 0.
+pub fn decode_call(fields: &[f64]) -> Result<Operation, Refusal> {
+  let [code, fd_field, high, low, priority_field, ..] = *fields else {
+    return Err(Refusal::Shape);
+  };
+  let mut op = Operation::sync(opcode(code)?, fd(fd_field)?, 0);
+  op.offset = if high == -1.0 && low == 0.0 {
+    caio_core::AT_CURSOR
   } else {
-    Err(Refusal::Offset)
-  }
-}
-
-/// The offset of a single operation given as one number: what [`offset`] takes, or -1 for
-/// [`AT_CURSOR`](caio_core::AT_CURSOR).
-pub fn start_offset(value: f64) -> Result<u64, Refusal> {
-  if value == -1.0 {
-    Ok(caio_core::AT_CURSOR)
-  } else {
-    offset(value)
-  }
+    offset_halves(high, low)?
+  };
+  op.priority = priority(priority_field);
+  Ok(op)
 }
 
 /// An offset given as two 32-bit halves.
@@ -232,7 +233,33 @@ mod tests {
     );
     assert_eq!(priority(f64::NAN), 0);
     assert_eq!(priority(1e9), u16::MAX);
-    assert_eq!(offset(-1.0), Err(Refusal::Offset));
-    assert_eq!(offset(9_007_199_254_740_992.0), Err(Refusal::Offset));
+  }
+
+  #[test]
+  fn a_call_area_decodes_to_one_operation_or_is_refused() {
+    let op = decode_call(&[1.0, 7.0, 2.0, 5.0, 3.0, 0.0]).unwrap();
+    assert_eq!(
+      (op.opcode, op.fd, op.offset, op.priority),
+      (Opcode::Write, 7, (2 << 32) | 5, 3)
+    );
+    assert_eq!(
+      decode_call(&[0.0, 7.0, -1.0, 0.0, 0.0, 0.0])
+        .unwrap()
+        .offset,
+      caio_core::AT_CURSOR
+    );
+    assert_eq!(
+      decode_call(&[0.0, 7.0, -1.0, 1.0, 0.0, 0.0]).err(),
+      Some(Refusal::Offset)
+    );
+    assert_eq!(
+      decode_call(&[99.0, 7.0, 0.0, 0.0, 0.0, 0.0]).err(),
+      Some(Refusal::Opcode)
+    );
+    assert_eq!(
+      decode_call(&[0.0, -3.0, 0.0, 0.0, 0.0, 0.0]).err(),
+      Some(Refusal::Fd)
+    );
+    assert_eq!(decode_call(&[0.0, 7.0, 0.0]).err(), Some(Refusal::Shape));
   }
 }

@@ -11,6 +11,7 @@
 use std::ffi::{c_void, CStr};
 use std::ptr;
 
+use caio_scheduler::wire::CALL_FIELDS;
 use napi::sys;
 
 #[cfg(unix)]
@@ -135,21 +136,6 @@ impl Env {
     // SAFETY: out-pointer is a local.
     check(unsafe { sys::napi_get_value_bool(self.0, value, &mut b) })?;
     Ok(b)
-  }
-
-  /// A file offset given as a number (exact below 2^53) or a bigint, in `0..=i64::MAX`,
-  /// or -1 for `caio_core::AT_CURSOR`.
-  #[inline]
-  pub fn get_offset(self, value: sys::napi_value) -> Option<u64> {
-    if let Ok(n) = self.get_f64(value) {
-      return caio_scheduler::wire::start_offset(n).ok();
-    }
-    let mut big = 0i64;
-    let mut lossless = false;
-    // SAFETY: out-pointers are locals; a value that is not a bigint just fails.
-    let status =
-      unsafe { sys::napi_get_value_bigint_int64(self.0, value, &mut big, &mut lossless) };
-    (status == sys::Status::napi_ok && lossless && big >= 0).then_some(big as u64)
   }
 
   /// The bytes an `ArrayBufferView` spans: its data pointer and byte length.
@@ -475,21 +461,26 @@ impl Env {
     Ok(CleanupHook::Async(handle))
   }
 
-  /// The wire: a `Float64Array` of (slot, result) pairs, held strongly until
-  /// [`Env::release_wire`].
+  /// The wire: a `Float64Array` of (slot, result) pairs and then the call area
+  /// (`CALL_FIELDS` numbers), held strongly until [`Env::release_wire`].
   pub fn wire(self, value: sys::napi_value) -> Result<Wire, String> {
     let (data, bytes) = self
       .view_bytes(value)
       .map_err(|_| "the wire must be a Float64Array".to_string())?;
-    if bytes < 16 || data.align_offset(8) != 0 {
-      return Err("the wire must be a Float64Array of at least 2 elements".into());
+    let doubles = bytes / 8;
+    if doubles < 2 + CALL_FIELDS || data.align_offset(8) != 0 {
+      return Err(format!(
+        "the wire must be a Float64Array of at least {} elements",
+        2 + CALL_FIELDS
+      ));
     }
     let pin = self
       .reference(value, 1)
       .map_err(|_| "a reference failed while creating the context".to_string())?;
     Ok(Wire {
       data: data.cast(),
-      len: (bytes / 8) & !1,
+      len: (doubles - CALL_FIELDS) & !1,
+      call: data.cast::<f64>().wrapping_add(doubles - CALL_FIELDS),
       pin,
     })
   }
@@ -587,11 +578,22 @@ impl CleanupHook {
 /// The facade's wire: its memory, and the reference that keeps it alive.
 pub struct Wire {
   data: *mut f64,
+  /// Doubles of (slot, result) pairs at `data`.
   len: usize,
+  /// The call area: `CALL_FIELDS` doubles after the pairs.
+  call: *mut f64,
   pin: sys::napi_ref,
 }
 
 impl Wire {
+  /// The call area, which the facade filled with one operation before calling `start`.
+  pub fn call(&mut self) -> &mut [f64] {
+    // SAFETY: `call` spans the last CALL_FIELDS doubles of the Float64Array that `pin` keeps
+    // alive, apart from the pairs; only the JS thread touches it, and JavaScript reads or
+    // writes it only between addon calls, while no slice of it is alive here.
+    unsafe { std::slice::from_raw_parts_mut(self.call, CALL_FIELDS) }
+  }
+
   /// Room for (slot, result) pairs, a whole number of them.
   pub fn pairs(&mut self) -> &mut [f64] {
     // SAFETY: `data` spans `len` doubles of a Float64Array that `pin` keeps alive until
