@@ -156,7 +156,8 @@ callback!(
 callback!(
   /// `start(ctx, opcode, fd, offset, view, priority) -> token`, or -1 when the context is
   /// closed. `offset` is -1 for a read or write at the file position; a path operation
-  /// carries its flags there and its path in `view` (see `caio_core::Opcode`). The result is delivered under slot `token % 2^24`, never within this call.
+  /// carries its flags there and its path in `view` (see `caio_core::Opcode`); for a
+  /// vectored one `view` is the array `[iovec area, ...buffers]` (`Env::io_vector`). The result is delivered under slot `token % 2^24`, never within this call.
   #[cfg(unix)]
   start(env, info) {
     let [ctx, opcode, fd, offset, view, priority] = env.args::<6>(info).map_err(|_| internal(env))?;
@@ -166,7 +167,11 @@ callback!(
     let mut op = Operation::sync(opcode, fd, 0);
     op.priority = wire::priority(env.get_f64(priority).unwrap_or(0.0));
     op.offset = env.get_offset(offset).ok_or_else(|| type_error(env, "offset must be a non-negative safe integer or bigint, or -1"))?;
-    if opcode.has_buffer() {
+    if opcode.is_vectored() {
+      let (data, length) = env.io_vector(view).map_err(|message| type_error(env, message))?;
+      op.buf = data;
+      op.len = wire::length(length);
+    } else if opcode.has_buffer() {
       let (data, length) = env.view_bytes(view).map_err(|_| type_error(env, "buffer must be an ArrayBufferView"))?;
       op.buf = data;
       op.len = wire::length(length);
@@ -201,8 +206,11 @@ callback!(
     if fields.len() % BATCH_FIELDS != 0 || results_bytes < count * 8 || results_data.align_offset(8) != 0 {
       return Err(type_error(env, "descriptor and results must be Float64Arrays of matching length"));
     }
-    let ops = wire::decode_batch(&fields, |position| {
+    let ops = wire::decode_batch(&fields, |position, opcode| {
       let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
+      if opcode.is_vectored() {
+        return env.io_vector(view);
+      }
       env.view_bytes(view).map_err(|_| "a batch buffer must be an ArrayBufferView")
     })
     .map_err(|error| match error {
