@@ -421,3 +421,37 @@ test('aborting queued storage operations rejects them with AbortError and they n
   t.is(await last, 4)
   t.is(file.content().toString(), 'AAAA....CCCC')
 })
+
+test('the README’s log segment: preallocated with keepSize, appended with linked writev + fdsync, sealed with syncRange, fdsync and ftruncate', async (t) => {
+  const ctx = openContext(t)
+  const file = fileWith(t, '', 'w+')
+  const SEGMENT = 1 << 20
+  if (unsupportedHere(ctx)) {
+    await rejectsUnsupported(t, ctx.fallocate(file.fd, 0, SEGMENT, { keepSize: true }), 'fallocate')
+    return
+  }
+  await ctx.fallocate(file.fd, 0, SEGMENT, { keepSize: true })
+  t.true(fstatSync(file.fd).blocks >= SEGMENT / 512 - 8, 'the segment is allocated')
+  let end = 0
+  const records: Buffer[] = []
+  for (let i = 0; i < 20; i++) {
+    const payload = pattern(100 + i * 37, i)
+    const header = Buffer.alloc(8)
+    header.writeUInt32LE(payload.length, 0)
+    header.writeUInt32LE(i, 4)
+    const [written, synced] = await ctx.submit([
+      { op: 'writev', fd: file.fd, offset: end, buffers: [header, payload], link: true },
+      { op: 'fdsync', fd: file.fd },
+    ])
+    t.is(written, header.length + payload.length)
+    t.is(synced, 0)
+    end += header.length + payload.length
+    records.push(header, payload)
+  }
+  t.is(fstatSync(file.fd).size, end, 'the size is what was written')
+  await ctx.syncRange(file.fd, 0, end, { waitBefore: true, write: true, waitAfter: true })
+  await ctx.fdsync(file.fd)
+  await ctx.ftruncate(file.fd, end)
+  t.true(file.content().equals(Buffer.concat(records)), 'every record whole, in place')
+  t.is(fstatSync(file.fd).size, end)
+})
