@@ -3,13 +3,13 @@
 // syncRange/fadvise and every operation's errors, arguments, links and aborts. Natively
 // on uring, linux and thread; on js readv, writev and ftruncate go through node:fs and
 // fallocate, syncRange and fadvise reject with ERR_CAIO_UNSUPPORTED.
-import { fstatSync, ftruncateSync, readSync, readvSync, writevSync } from 'node:fs'
+import { closeSync, constants, fstatSync, ftruncateSync, openSync, readSync, readvSync, writeSync, writevSync } from 'node:fs'
 
 import test from 'ava'
 import type { ExecutionContext } from 'ava'
 
 import type { BatchOp, Context } from '../index'
-import { directoryFd, fifo, field, fileWith, NEVER_OPEN_FD, openContext, pattern, Random, rejectsWithAbortError, rejectsWithArgumentError, rejectsWithSystemError } from './helpers'
+import { directoryFd, fifo, field, fileWith, NEVER_OPEN_FD, nextTurn, openContext, outcome, pattern, Random, rejectsWithAbortError, rejectsWithArgumentError, rejectsWithSystemError, within } from './helpers'
 
 const BLOCK = 4096
 
@@ -454,4 +454,57 @@ test('the README’s log segment: preallocated with keepSize, appended with link
   await ctx.ftruncate(file.fd, end)
   t.true(file.content().equals(Buffer.concat(records)), 'every record whole, in place')
   t.is(fstatSync(file.fd).size, end)
+})
+
+test('a readv blocked in the kernel on an empty pipe, then aborted: uring cancels it (AbortError, its buffers untouched, nothing consumed); the others cannot block there', async (t) => {
+  t.timeout(30_000)
+  const ctx = openContext(t)
+  const pipe = fifo(t)
+  const buffers = [Buffer.alloc(4, 0xee), Buffer.alloc(12, 0xee)]
+  const controller = new AbortController()
+  if (ctx.backend === 'linux') {
+    // Kernel AIO would block io_submit on a blocking pipe; a non-blocking one answers at once.
+    const fd = openSync(pipe.path, constants.O_RDWR | constants.O_NONBLOCK)
+    t.teardown(() => closeSync(fd))
+    await rejectsWithSystemError(t, ctx.readv(buffers, fd, 0, { signal: controller.signal }), 'EAGAIN', 'read')
+  } else if (ctx.backend === 'uring') {
+    // io_uring reads a pipe wherever the offset says: the readv waits for data.
+    const read = outcome(ctx.readv(buffers, pipe.fd, 0, { signal: controller.signal }))
+    await nextTurn()
+    await nextTurn()
+    controller.abort()
+    const result = await within(read, 10_000, 'the aborted readv')
+    t.true(!result.ok && field(result.error, 'name') === 'AbortError', `AbortError, got ${String(result.ok ? result.value : result.error)}`)
+  } else {
+    // preadv(2) at an offset fails on a pipe: ESPIPE, before or after the abort.
+    const read = outcome(ctx.readv(buffers, pipe.fd, 0, { signal: controller.signal }))
+    await nextTurn()
+    controller.abort()
+    const result = await within(read, 10_000, 'the pipe readv')
+    const code = result.ok ? undefined : field(result.error, 'code')
+    t.true(code === 'ESPIPE' || code === 'ABORT_ERR', `${ctx.backend}: ESPIPE (or AbortError had the abort come first), got ${String(result.ok ? result.value : result.error)}`)
+  }
+  t.true(buffers.every((buffer) => buffer.every((byte) => byte === 0xee)), 'no buffer was written')
+  writeSync(pipe.fd, 'intact')
+  const back = Buffer.alloc(16)
+  t.is(readSync(pipe.fd, back), 6, 'the pipe lost nothing')
+})
+
+test('readv and writev work on each view’s real memory when a subclass lies about its byteLength', async (t) => {
+  class Liar extends Uint8Array {
+    override get byteLength(): number {
+      return 1 << 30
+    }
+  }
+  const ctx = openContext(t)
+  const file = fileWith(t, 'abcdefghijklmnop')
+  const liar = new Liar(8)
+  const plain = Buffer.alloc(4)
+  t.is(await ctx.readv([liar, plain], file.fd, 1), 12)
+  t.is(Buffer.from(liar.buffer, 0, 8).toString(), 'bcdefghi')
+  t.is(plain.toString(), 'jklm')
+  const source = new Liar(3)
+  source.set([0x58, 0x59, 0x5a])
+  t.is(await ctx.writev([source], file.fd, 0), 3)
+  t.is(file.content().toString(), 'XYZdefghijklmnop')
 })
