@@ -9,7 +9,7 @@ import test from 'ava'
 import type { ExecutionContext } from 'ava'
 
 import type { BatchOp, Context } from '../index'
-import { directoryFd, fifo, field, fileWith, NEVER_OPEN_FD, nextTurn, openContext, outcome, pattern, Random, rejectsWithAbortError, rejectsWithArgumentError, rejectsWithSystemError, within } from './helpers'
+import { collectGarbage, directoryFd, fifo, field, fileWith, NEVER_OPEN_FD, nextTurn, openContext, outcome, pattern, Random, rejectsWithAbortError, rejectsWithArgumentError, rejectsWithSystemError, within } from './helpers'
 
 const BLOCK = 4096
 
@@ -507,4 +507,77 @@ test('readv and writev work on each view’s real memory when a subclass lies ab
   source.set([0x58, 0x59, 0x5a])
   t.is(await ctx.writev([source], file.fd, 0), 3)
   t.is(file.content().toString(), 'XYZdefghijklmnop')
+})
+
+/** Forces a full collection on every turn of the loop until `done()`. */
+function collectWhile(done: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const step = (): void => {
+      if (done()) return resolve()
+      collectGarbage()
+      setImmediate(step)
+    }
+    step()
+  })
+}
+
+test('writev and readv whose buffers and iovec areas only caio references, with full collections while they are in flight: every count and byte right', async (t) => {
+  t.timeout(60_000)
+  const ctx = openContext(t, { maxRequests: 16 })
+  const size = 128 * 256
+  const file = fileWith(t, Buffer.alloc(size))
+  const random = new Random(77)
+  const model = Buffer.alloc(size)
+  const failures: string[] = []
+  let pending = 0
+  for (let i = 0; i < 128; i++) {
+    let offset = i * 256
+    const start = offset
+    const parts: Uint8Array[] = []
+    // Small views (up to 64 bytes) live inside V8's moving heap until something pins them.
+    for (let part = 0, count = 1 + random.below(4); part < count; part++) {
+      const bytes = random.bytes(1 + random.below(60))
+      const view = random.chance(0.5) ? new Uint8Array(bytes.length) : Buffer.alloc(bytes.length)
+      view.set(bytes)
+      model.set(bytes, offset)
+      offset += bytes.length
+      parts.push(view)
+    }
+    const total = offset - start
+    pending++
+    void ctx.writev(parts, file.fd, start).then(
+      (count) => {
+        if (count !== total) failures.push(`writev ${i}: ${count} of ${total}`)
+        pending--
+      },
+      (error: unknown) => {
+        failures.push(`writev ${i}: ${String(error)}`)
+        pending--
+      },
+    )
+  }
+  await collectWhile(() => pending === 0)
+  t.deepEqual(failures, [])
+  t.true(file.content().equals(model), 'every writev landed whole, in place')
+  for (let i = 0; i < 128; i++) {
+    const lengths = [1 + random.below(60), 1 + random.below(60), 256 - 120]
+    const offset = i * 256
+    pending++
+    void ((): void => {
+      const views = lengths.map((length) => new Uint8Array(length))
+      void ctx.readv(views, file.fd, offset).then(
+        (count) => {
+          const got = Buffer.concat(views).subarray(0, count)
+          if (count !== 256 - 120 + (lengths[0] as number) + (lengths[1] as number) || !got.equals(model.subarray(offset, offset + count))) failures.push(`readv ${i}: wrong bytes`)
+          pending--
+        },
+        (error: unknown) => {
+          failures.push(`readv ${i}: ${String(error)}`)
+          pending--
+        },
+      )
+    })()
+  }
+  await collectWhile(() => pending === 0)
+  t.deepEqual(failures, [])
 })
