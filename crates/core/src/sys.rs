@@ -77,24 +77,28 @@ pub unsafe fn perform_blocking(op: &Operation) -> i64 {
 #[cfg(target_os = "linux")]
 unsafe fn perform_storage_operation(op: &Operation) -> i64 {
   const EINVAL: i64 = -(libc::EINVAL as i64);
-  if op.offset > i64::MAX as u64 {
-    return EINVAL;
-  }
-  let offset = op.offset as libc::off_t;
   if op.opcode.is_vectored() {
     let count = (op.len as usize / crate::IOVEC_SIZE) as libc::c_int;
     let iov = op.buf.cast::<libc::iovec>().cast_const();
+    let at_cursor = op.offset == AT_CURSOR;
+    // Past i64::MAX (AT_CURSOR aside) the kernel refuses the offset with EINVAL.
+    let offset = op.offset.min(i64::MAX as u64) as libc::off_t;
     // SAFETY: the caller guarantees `count` iovecs at `op.buf` (the facade made the area
     // aligned), each describing memory that stays valid and exclusive until the completion
     // is reaped: the buffer rule for vectored operations.
     return retry_eintr(|| unsafe {
-      if op.opcode == Opcode::Readv {
-        libc::preadv(op.fd, iov, count, offset) as i64
-      } else {
-        libc::pwritev(op.fd, iov, count, offset) as i64
+      match (op.opcode, at_cursor) {
+        (Opcode::Readv, true) => libc::readv(op.fd, iov, count) as i64,
+        (Opcode::Readv, false) => libc::preadv(op.fd, iov, count, offset) as i64,
+        (_, true) => libc::writev(op.fd, iov, count) as i64,
+        (_, false) => libc::pwritev(op.fd, iov, count, offset) as i64,
       }
     });
   }
+  if op.offset > i64::MAX as u64 {
+    return EINVAL;
+  }
+  let offset = op.offset as libc::off_t;
   // SAFETY: the caller upholds the buffer rule for the argument area.
   let Some(args) = (unsafe { crate::RangeArgs::of(op) }) else {
     return EINVAL;

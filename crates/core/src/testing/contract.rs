@@ -522,8 +522,9 @@ fn size_and_blocks(file: &File) -> (u64, u64) {
 }
 
 /// `Readv` and `Writev` move their buffers in order at the offset (empty buffers among
-/// them), a vectored read comes back short at end of file, and both fail as `preadv` and
-/// `pwritev` do. Needs a capacity of 1.
+/// them), a vectored read comes back short at end of file, both fail as `preadv` and
+/// `pwritev` do, and at [`AT_CURSOR`](crate::AT_CURSOR) they use and move the file
+/// position as `readv` and `writev` do. Needs a capacity of 1.
 pub fn vectored_reads_and_writes(backend: &mut dyn Backend) {
   const EINVAL: i64 = -(libc::EINVAL as i64);
   let file = temp_file(b"0123456789");
@@ -568,6 +569,41 @@ pub fn vectored_reads_and_writes(backend: &mut dyn Backend) {
   assert_eq!(run_one(backend, read), EINVAL, "an offset past i64::MAX");
   let past = vectored(Opcode::Readv, fd, 100, &mut [&mut x], &mut iovecs);
   assert_eq!(run_one(backend, past), 0, "empty past the end");
+
+  // SAFETY: takes no pointer; moves the position of the descriptor this test made.
+  assert_eq!(unsafe { libc::lseek(fd, 8, libc::SEEK_SET) }, 8);
+  let (mut p, mut q) = (*b"P", *b"QR");
+  let at_cursor = vectored(
+    Opcode::Writev,
+    fd,
+    crate::AT_CURSOR,
+    &mut [&mut p, &mut q],
+    &mut iovecs,
+  );
+  assert_eq!(
+    run_one(backend, at_cursor),
+    3,
+    "a writev at the file position"
+  );
+  assert_eq!(
+    std::fs::read(format!("/proc/self/fd/{fd}")).unwrap(),
+    b"01abcde7PQR"
+  );
+  // SAFETY: as above.
+  assert_eq!(unsafe { libc::lseek(fd, 2, libc::SEEK_SET) }, 2);
+  let mut two = [0u8; 2];
+  let read = vectored(
+    Opcode::Readv,
+    fd,
+    crate::AT_CURSOR,
+    &mut [&mut two, &mut x],
+    &mut iovecs,
+  );
+  assert_eq!(run_one(backend, read), 5, "a readv at the file position");
+  assert_eq!((&two, &x), (b"ab", b"cde"));
+  // SAFETY: as above.
+  let position = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+  assert_eq!(position, 7, "and it moved the position");
 }
 
 /// `Fallocate` allocates (growing the file or, with `KEEP_SIZE`, not), punches holes that
