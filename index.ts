@@ -12,12 +12,17 @@
 import { AbortError } from './lib/errors'
 import { Fulfil } from './lib/engine'
 import { Opcode } from './lib/wire'
-import type { BackendName, Engine } from './lib/engine'
+import type { BackendName, Engine, Operand } from './lib/engine'
 import { JsEngine } from './lib/js-backend'
 import { loadBinding, NativeEngine } from './lib/native'
 import { candidates, isBackendName, unavailableReason, warnFallback, BACKEND_NAMES } from './lib/selection'
 import {
+  fallocateMode,
+  rangeArgs,
+  syncRangeFlags,
+  validateAdvice,
   validateBoolean,
+  validateBuffers,
   validateData,
   validateFd,
   validateInteger,
@@ -30,6 +35,7 @@ import {
 } from './lib/validate'
 import { invalidArgValue } from './lib/errors'
 import { batchEntries, prepareBatch } from './lib/batch'
+import type { Advice } from './lib/validate'
 import type { BatchOp } from './lib/batch'
 import { FileSystem } from './lib/fs'
 import { NativePathOps, NodePathOps } from './lib/path-ops'
@@ -41,6 +47,7 @@ export type { SystemError, CodedError } from './lib/errors'
 export { backends } from './lib/selection'
 export { AbortError } from './lib/errors'
 export type { BatchOp } from './lib/batch'
+export type { Advice } from './lib/validate'
 export { FileHandle } from './lib/file-handle'
 export type { Position, ReadOptions, ReadResult, WriteResult } from './lib/file-handle'
 export type { WriteFileData } from './lib/file-io'
@@ -68,6 +75,33 @@ export interface OpOptions {
    * the kernel by `uring` and `linux`; accepted and ignored by `thread` and `js`.
    */
   priority?: number
+}
+
+/** Options of {@link Context.fallocate}: which `fallocate(2)` mode (`FALLOC_FL_*`), all off by default. */
+export interface FallocateOptions extends OpOptions {
+  /** `FALLOC_FL_KEEP_SIZE`: allocate (or punch) without changing the file's size. */
+  keepSize?: boolean
+  /** `FALLOC_FL_PUNCH_HOLE`: free the range, which then reads as zeros; the kernel wants `keepSize` with it. */
+  punchHole?: boolean
+  /** `FALLOC_FL_ZERO_RANGE`: make the range read as zeros, allocated. */
+  zeroRange?: boolean
+  /** `FALLOC_FL_COLLAPSE_RANGE`: remove the range, moving what follows down (block-aligned). */
+  collapseRange?: boolean
+  /** `FALLOC_FL_INSERT_RANGE`: insert a hole of the range's length at `offset`, moving what follows up (block-aligned). */
+  insertRange?: boolean
+}
+
+/**
+ * Options of {@link Context.syncRange}: the `SYNC_FILE_RANGE_*` flags. With none of the
+ * three given, `write` alone: start write-out of the range's dirty pages and return.
+ */
+export interface SyncRangeOptions extends OpOptions {
+  /** `SYNC_FILE_RANGE_WAIT_BEFORE`: first wait for write-out already under way. */
+  waitBefore?: boolean
+  /** `SYNC_FILE_RANGE_WRITE`: start write-out of the dirty pages. */
+  write?: boolean
+  /** `SYNC_FILE_RANGE_WAIT_AFTER`: wait for the write-out to finish. */
+  waitAfter?: boolean
 }
 
 /** In flight at once when the options do not say (the Python caio's asyncio default). */
@@ -200,6 +234,106 @@ export class Context implements AsyncDisposable {
     } catch (error) {
       return Promise.reject(error)
     }
+  }
+
+  /**
+   * `preadv(2)`: reads from `fd` at `offset` into `buffers`, filling each in order before
+   * the next (at most 1024 of them); resolves with the bytes read, fewer at end of file.
+   */
+  readv(buffers: readonly ArrayBufferView[], fd: number, offset: number | bigint, options?: OpOptions): Promise<number> {
+    return this.#vectored(Opcode.Readv, buffers, fd, offset, options)
+  }
+
+  /**
+   * `pwritev(2)`: writes `buffers`, one after the other (at most 1024 of them), to `fd` at
+   * `offset`; resolves with the bytes this one call wrote.
+   */
+  writev(buffers: readonly ArrayBufferView[], fd: number, offset: number | bigint, options?: OpOptions): Promise<number> {
+    return this.#vectored(Opcode.Writev, buffers, fd, offset, options)
+  }
+
+  #vectored(opcode: Opcode, buffers: readonly ArrayBufferView[], fd: number, offset: number | bigint, options: OpOptions | undefined): Promise<number> {
+    try {
+      const vector = validateBuffers(buffers)
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      return this.#startOther(opcode, file, position, vector, Fulfil.Count, options) as Promise<number>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * `fallocate(2)`: allocates `length` bytes of `fd` from `offset` on, growing the file
+   * unless `keepSize`; or, with the options, punches a hole, zeroes, collapses or inserts
+   * that range. Combinations the kernel refuses reject with its error (`punchHole` without
+   * `keepSize`: `ENOTSUP`; a length of 0: `EINVAL`), `syscall` `'fallocate'`. The `js`
+   * backend rejects with `ERR_CAIO_UNSUPPORTED`.
+   */
+  fallocate(fd: number, offset: number | bigint, length: number | bigint, options?: FallocateOptions): Promise<void> {
+    try {
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const size = validateOffset(length, 'length')
+      const mode = fallocateMode(validateObject<FallocateOptions>(options, 'options'), 'options.')
+      return this.#startOther(Opcode.Fallocate, file, position, rangeArgs(size, mode), Fulfil.Nothing, options) as Promise<void>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** `ftruncate(2)`: makes `fd`'s file `length` bytes long, cutting it or extending it with zeros. */
+  ftruncate(fd: number, length: number | bigint, options?: OpOptions): Promise<void> {
+    try {
+      const file = validateFd(fd)
+      const size = validateOffset(length, 'length')
+      return this.#startOther(Opcode.Ftruncate, file, size, undefined, Fulfil.Nothing, options) as Promise<void>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * `sync_file_range(2)`: starts write-out of the dirty pages of `length` bytes of `fd` from
+   * `offset` on (0: to the end of the file), and with the options waits for it. It makes
+   * nothing durable by itself (no metadata, no disk cache flush): it makes the `fdsync`
+   * that follows short. The `js` backend rejects with `ERR_CAIO_UNSUPPORTED`.
+   */
+  syncRange(fd: number, offset: number | bigint, length: number | bigint, options?: SyncRangeOptions): Promise<void> {
+    try {
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const size = validateOffset(length, 'length')
+      const flags = syncRangeFlags(validateObject<SyncRangeOptions>(options, 'options'), 'options.')
+      return this.#startOther(Opcode.SyncRange, file, position, rangeArgs(size, flags), Fulfil.Nothing, options) as Promise<void>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /**
+   * `posix_fadvise(2)`: tells the kernel how `length` bytes of `fd` from `offset` on (0: to
+   * the end of the file) will be used (`'willneed'` reads them ahead, `'dontneed'` drops
+   * them from the page cache, …). The `js` backend rejects with `ERR_CAIO_UNSUPPORTED`.
+   */
+  fadvise(fd: number, offset: number | bigint, length: number | bigint, advice: Advice, options?: OpOptions): Promise<void> {
+    try {
+      const file = validateFd(fd)
+      const position = validateOffset(offset)
+      const size = validateOffset(length, 'length')
+      const code = validateAdvice(advice)
+      return this.#startOther(Opcode.Fadvise, file, position, rangeArgs(size, code), Fulfil.Nothing, options) as Promise<void>
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+
+  /** Validates the options of an operation whose other arguments passed, and starts it. */
+  #startOther(opcode: Opcode, fd: number, offset: number | bigint, operand: Operand, fulfil: Fulfil, options: OpOptions | undefined): Promise<unknown> {
+    const signal = options === undefined ? undefined : opSignal(options)
+    const priority = options === undefined ? 0 : validatePriority(options.priority, 'options.priority')
+    if (signal?.aborted) return rejectAborted(signal)
+    return this.#engine.start(opcode, fd, offset, operand, priority, fulfil, signal)
   }
 
   /**

@@ -25,6 +25,10 @@ test('the wire constants are the scheduler crate’s', (t) => {
   t.is(wire.CALL_TOKEN, constant(source, 'CALL_TOKEN'))
   t.is(wire.RESULT_ABORTED, constant(source, 'ABORTED'))
   t.is(wire.RESULT_CLOSED, constant(source, 'CLOSED'))
+  t.is(wire.RESULT_UNSUPPORTED, constant(source, 'UNSUPPORTED'))
+  t.is(wire.IOVEC_ROOM, constant(source, 'IOVEC_ROOM'))
+  t.is(wire.MAX_IOVECS, constant(source, 'MAX_IOVECS'))
+  t.is(wire.RANGE_ARGS_SIZE, constant(rust('crates/core/src/lib.rs'), 'RANGE_ARGS_SIZE'))
   t.is(wire.CLOSED_SLOT, constant(source, 'CLOSED_SLOT'))
   t.is(wire.SLOT_COUNT, 2 ** constant(rust('crates/scheduler/src/token.rs'), 'INDEX_BITS'))
 })
@@ -48,6 +52,11 @@ test('the opcodes are caio_core’s', (t) => {
     Access: Opcode.Access,
     Copyfile: Opcode.Copyfile,
     ReadSmall: Opcode.ReadSmall,
+    Readv: Opcode.Readv,
+    Writev: Opcode.Writev,
+    Fallocate: Opcode.Fallocate,
+    SyncRange: Opcode.SyncRange,
+    Fadvise: Opcode.Fadvise,
   })
 })
 
@@ -60,6 +69,6 @@ test('the cursor offset and the stat area are caio_core’s', (t) => {
 })
 
 test('results that are not an errno lie below every errno and never collide', (t) => {
-  t.true(wire.RESULT_ABORTED < -4095 && wire.RESULT_CLOSED < -4095)
-  t.not(wire.RESULT_ABORTED, wire.RESULT_CLOSED)
+  t.true(wire.RESULT_ABORTED < -4095 && wire.RESULT_CLOSED < -4095 && wire.RESULT_UNSUPPORTED < -4095)
+  t.is(new Set([wire.RESULT_ABORTED, wire.RESULT_CLOSED, wire.RESULT_UNSUPPORTED]).size, 3)
 })

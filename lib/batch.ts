@@ -5,29 +5,63 @@
  * come back as one `Float64Array` that becomes the array the caller sees.
  */
 import { errorFromResult, invalidArgType, invalidArgValue, outOfRange } from './errors'
-import type { PreparedBatch } from './engine'
+import type { Operand, PreparedBatch } from './engine'
 import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './wire'
-import { validateData, validateFd, validateOffset, validatePriority, validateView } from './validate'
+import {
+  fallocateMode,
+  rangeArgs,
+  syncRangeFlags,
+  validateAdvice,
+  validateBuffers,
+  validateData,
+  validateFd,
+  validateOffset,
+  validatePriority,
+  validateView,
+} from './validate'
+import type { Advice, FallocateFlags, Offset, SyncRangeFlags } from './validate'
 
-/** One entry of a batch (the Python caio's `Operation.read/write/fsync/fdsync`). */
+/** What every entry of a batch may say besides its operation. */
+interface BatchEntry {
+  fd: number
+  /** The next entry starts only after this one succeeded; if this one fails, the rest of its chain gets `ECANCELED`. */
+  link?: boolean
+  priority?: number
+}
+
+/**
+ * One entry of a batch (the Python caio's `Operation.read/write/fsync/fdsync`, and the
+ * storage-engine operations): the same names and arguments as the `Context` methods.
+ */
 export type BatchOp =
-  | { op: 'read'; fd: number; offset: number | bigint; buffer: ArrayBufferView; link?: boolean; priority?: number }
-  | { op: 'write'; fd: number; offset: number | bigint; data: ArrayBufferView | string; link?: boolean; priority?: number }
-  | { op: 'fsync' | 'fdsync'; fd: number; link?: boolean; priority?: number }
+  | (BatchEntry & { op: 'read'; offset: number | bigint; buffer: ArrayBufferView })
+  | (BatchEntry & { op: 'write'; offset: number | bigint; data: ArrayBufferView | string })
+  | (BatchEntry & { op: 'fsync' | 'fdsync' })
+  | (BatchEntry & { op: 'readv' | 'writev'; offset: number | bigint; buffers: readonly ArrayBufferView[] })
+  | (BatchEntry & FallocateFlags & { op: 'fallocate'; offset: number | bigint; length: number | bigint })
+  | (BatchEntry & { op: 'ftruncate'; length: number | bigint })
+  | (BatchEntry & SyncRangeFlags & { op: 'syncRange'; offset: number | bigint; length: number | bigint })
+  | (BatchEntry & { op: 'fadvise'; offset: number | bigint; length: number | bigint; advice: Advice })
+
+const OPCODES: Readonly<Record<string, Opcode>> = {
+  read: Opcode.Read,
+  write: Opcode.Write,
+  fsync: Opcode.Fsync,
+  fdsync: Opcode.Fdatasync,
+  readv: Opcode.Readv,
+  writev: Opcode.Writev,
+  fallocate: Opcode.Fallocate,
+  ftruncate: Opcode.Ftruncate,
+  syncRange: Opcode.SyncRange,
+  fadvise: Opcode.Fadvise,
+}
+
+const OP_NAMES = Object.keys(OPCODES)
+  .map((name) => `'${name}'`)
+  .join(', ')
 
 function opcodeOf(name: unknown): Opcode | undefined {
-  switch (name) {
-    case 'read':
-      return Opcode.Read
-    case 'write':
-      return Opcode.Write
-    case 'fsync':
-      return Opcode.Fsync
-    case 'fdsync':
-      return Opcode.Fdatasync
-    default:
-      return undefined
-  }
+  return typeof name === 'string' && Object.hasOwn(OPCODES, name) ? OPCODES[name] : undefined
 }
 
 const TWO_32 = 2 ** 32
@@ -42,13 +76,35 @@ interface EntryNames {
   offset: string
   buffer: string
   data: string
+  /** What the storage-engine operations' own names start with: `op.`, `ops[3].`. */
+  prefix: string
 }
 
-const PLAIN_NAMES: EntryNames = { entry: 'op', op: 'op.op', fd: 'op.fd', link: 'op.link', priority: 'op.priority', offset: 'op.offset', buffer: 'op.buffer', data: 'op.data' }
+const PLAIN_NAMES: EntryNames = {
+  entry: 'op',
+  op: 'op.op',
+  fd: 'op.fd',
+  link: 'op.link',
+  priority: 'op.priority',
+  offset: 'op.offset',
+  buffer: 'op.buffer',
+  data: 'op.data',
+  prefix: 'op.',
+}
 
 function indexedNames(i: number): EntryNames {
   const entry = `ops[${i}]`
-  return { entry, op: `${entry}.op`, fd: `${entry}.fd`, link: `${entry}.link`, priority: `${entry}.priority`, offset: `${entry}.offset`, buffer: `${entry}.buffer`, data: `${entry}.data` }
+  return {
+    entry,
+    op: `${entry}.op`,
+    fd: `${entry}.fd`,
+    link: `${entry}.link`,
+    priority: `${entry}.priority`,
+    offset: `${entry}.offset`,
+    buffer: `${entry}.buffer`,
+    data: `${entry}.data`,
+    prefix: `${entry}.`,
+  }
 }
 
 /**
@@ -60,7 +116,7 @@ export function prepareBatch(ops: unknown, maxRequests: number): PreparedBatch {
   if (!Array.isArray(ops)) throw invalidArgType('ops', 'an instance of Array', ops)
   const count = ops.length
   const descriptor = new Float64Array(count * BATCH_FIELDS)
-  const views: Array<ArrayBufferView | undefined> = new Array(count)
+  const views: Operand[] = new Array(count)
   let chain = 0
   for (let i = 0; i < count; i++) {
     let link: boolean
@@ -81,11 +137,11 @@ export function prepareBatch(ops: unknown, maxRequests: number): PreparedBatch {
 }
 
 /** Validates entry `i` and writes it into the batch; returns its `link` flag. */
-function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, names: EntryNames): boolean {
+function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views: Operand[], names: EntryNames): boolean {
   if (entry === null || typeof entry !== 'object') throw invalidArgType(names.entry, 'of type object', entry)
   const op = entry as Record<string, unknown>
   const opcode = opcodeOf(op.op)
-  if (opcode === undefined) throw invalidArgValue(names.op, "must be 'read', 'write', 'fsync' or 'fdsync'", op.op)
+  if (opcode === undefined) throw invalidArgValue(names.op, `must be one of ${OP_NAMES}`, op.op)
   const fd = validateFd(op.fd, names.fd)
   const link = op.link === undefined ? false : op.link
   if (typeof link !== 'boolean') throw invalidArgType(names.link, 'of type boolean', link)
@@ -95,23 +151,60 @@ function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views:
   descriptor[field + 1] = fd
   descriptor[field + 4] = priority
   if (opcode === Opcode.Read || opcode === Opcode.Write) {
-    const offset = validateOffset(op.offset, names.offset)
-    if (typeof offset === 'number') {
-      const high = Math.floor(offset / TWO_32)
-      descriptor[field + 2] = high
-      descriptor[field + 3] = offset - high * TWO_32
-    } else {
-      descriptor[field + 2] = Number(offset >> 32n)
-      descriptor[field + 3] = Number(offset & 0xffffffffn)
-    }
+    encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
     views[i] = opcode === Opcode.Read ? validateView(op.buffer, names.buffer) : validateData(op.data, names.data)
+  } else if (opcode !== Opcode.Fsync && opcode !== Opcode.Fdatasync) {
+    encodeStorageEntry(op, opcode, descriptor, views, i, names)
   }
   return link
 }
 
+/** An offset as the descriptor's two 32-bit halves, at `field + 2` and `field + 3`. */
+function encodeOffset(descriptor: Float64Array, field: number, offset: Offset): void {
+  if (typeof offset === 'number') {
+    const high = Math.floor(offset / TWO_32)
+    descriptor[field + 2] = high
+    descriptor[field + 3] = offset - high * TWO_32
+  } else {
+    descriptor[field + 2] = Number(offset >> 32n)
+    descriptor[field + 3] = Number(offset & 0xffffffffn)
+  }
+}
+
+/**
+ * Validates and encodes the fields of a storage-engine entry (as the `Context` methods of
+ * the same names do): `ftruncate` carries its length in the offset field; the range
+ * operations their length and flags in an argument area, the vectored ones their buffers.
+ */
+function encodeStorageEntry(op: Record<string, unknown>, opcode: Opcode, descriptor: Float64Array, views: Operand[], i: number, names: EntryNames): void {
+  const field = i * BATCH_FIELDS
+  const length = (): Offset => validateOffset(op.length, `${names.prefix}length`)
+  switch (opcode) {
+    case Opcode.Ftruncate:
+      encodeOffset(descriptor, field, length())
+      return
+    case Opcode.Readv:
+    case Opcode.Writev:
+      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      views[i] = validateBuffers(op.buffers, `${names.prefix}buffers`)
+      return
+    case Opcode.Fallocate:
+      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      views[i] = rangeArgs(length(), fallocateMode(op, names.prefix))
+      return
+    case Opcode.SyncRange:
+      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      views[i] = rangeArgs(length(), syncRangeFlags(op, names.prefix))
+      return
+    default:
+      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      views[i] = rangeArgs(length(), validateAdvice(op.advice, `${names.prefix}advice`))
+  }
+}
+
 /**
  * Turns a batch's raw results into what `submit` resolves with: bytes moved (0 for a
- * sync) or that operation's Error. Rejects with an AbortError (or `ERR_CAIO_CLOSED`) when
+ * sync and the other operations that move none) or that operation's Error. Rejects with an AbortError (or `ERR_CAIO_CLOSED`) when
  * nothing of the batch ran because of the abort (or the close).
  */
 export function batchEntries(batch: PreparedBatch, results: Float64Array, signal: AbortSignal | undefined): Array<number | Error> {

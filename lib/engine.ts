@@ -4,7 +4,14 @@
  * backends (uring, linux, thread) and the pure-TypeScript `js` backend each provide one.
  */
 import type { Offset } from './validate'
-import type { Opcode } from './wire'
+import type { IoVector, Opcode } from './wire'
+
+/**
+ * What an operation carries besides its numbers: the buffer of a read or write, a path
+ * operation's path, a range operation's argument area, a vectored one's {@link IoVector};
+ * `undefined` for syncs and `ftruncate`.
+ */
+export type Operand = ArrayBufferView | IoVector | undefined
 
 /** The user-visible backend names. */
 export type BackendName = 'uring' | 'linux' | 'thread' | 'js'
@@ -26,8 +33,8 @@ export interface PreparedBatch {
   count: number
   /** `BATCH_FIELDS` doubles per operation (`lib/wire.ts`). */
   descriptor: Float64Array
-  /** The buffer of each read or write; `undefined` for syncs. */
-  views: Array<ArrayBufferView | undefined>
+  /** The operand of each operation (`undefined` for syncs and `ftruncate`). */
+  views: Operand[]
 }
 
 export interface EngineOptions {
@@ -38,10 +45,10 @@ export interface EngineOptions {
 
 export interface Engine {
   /**
-   * Starts one operation. `view` is the buffer for reads and writes, `undefined` for
-   * syncs. The caller has validated everything and checked that `signal` is not aborted.
+   * Starts one operation on its {@link Operand}. The caller has validated everything and
+   * checked that `signal` is not aborted.
    */
-  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown>
+  start(opcode: Opcode, fd: number, offset: Offset, view: Operand, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown>
   /**
    * Starts a batch; resolves with one result per operation: bytes moved (0 for a sync), a
    * negative errno, or `RESULT_ABORTED` / `RESULT_CLOSED` (`lib/wire.ts`).

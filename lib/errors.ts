@@ -6,7 +6,7 @@
  */
 import { getSystemErrorMap, inspect } from 'node:util'
 
-import { RESULT_ABORTED, RESULT_CLOSED } from './wire'
+import { RESULT_ABORTED, RESULT_CLOSED, RESULT_UNSUPPORTED } from './wire'
 
 /** An OS error from an I/O operation, as `node:fs` reports one. */
 export interface SystemError extends Error {
@@ -14,7 +14,11 @@ export interface SystemError extends Error {
   code: string
   /** The negated OS error number, such as `-9`. */
   errno: number
-  /** The system call that failed: `'read'`, `'write'`, `'fsync'` or `'fdatasync'`. */
+  /**
+   * The system call that failed: `'read'`, `'write'` (also for readv and writev, as in
+   * `node:fs`), `'fsync'`, `'fdatasync'`, `'ftruncate'`, `'fallocate'`, `'sync_file_range'`,
+   * `'fadvise'`, or a path operation's.
+   */
   syscall: string
 }
 
@@ -24,7 +28,29 @@ export interface CodedError extends Error {
 }
 
 /** The system calls caio's operations stand for, indexed by opcode. */
-export const SYSCALLS = ['read', 'write', 'fsync', 'fdatasync', 'open', 'close', 'stat', 'fstat', 'unlink', 'rename', 'mkdir', 'ftruncate', 'access', 'copyfile', 'open'] as const
+export const SYSCALLS = [
+  'read',
+  'write',
+  'fsync',
+  'fdatasync',
+  'open',
+  'close',
+  'stat',
+  'fstat',
+  'unlink',
+  'rename',
+  'mkdir',
+  'ftruncate',
+  'access',
+  'copyfile',
+  'open',
+  // readv and writev: node:fs says `read` and `write` for them too.
+  'read',
+  'write',
+  'fallocate',
+  'sync_file_range',
+  'fadvise',
+] as const
 export type Syscall = (typeof SYSCALLS)[number]
 
 let errorMap: Map<number, [string, string]> | undefined
@@ -69,6 +95,25 @@ export class AbortError extends Error {
 export function closedError(): CodedError {
   const error = new Error('The caio context is closed') as CodedError
   error.code = 'ERR_CAIO_CLOSED'
+  return error
+}
+
+/** The operations `node:fs` has no call for, by the opcode's syscall name: what the `js` backend cannot do. */
+const WITHOUT_NODE_FS: Record<string, string> = { fallocate: 'fallocate', sync_file_range: 'syncRange', fadvise: 'fadvise' }
+
+/**
+ * What an operation the backend cannot do rejects with (`code` `'ERR_CAIO_UNSUPPORTED'`):
+ * the `js` backend's `fallocate`, `syncRange` and `fadvise`, which `node:fs` has no call for.
+ */
+export function unsupportedError(syscall: string, backend = 'js'): CodedError & { backend: string; syscall: string } {
+  const method = WITHOUT_NODE_FS[syscall] ?? syscall
+  const error = new Error(`caio: ${method} is not supported by the ${backend} backend (node:fs has no ${syscall}); the uring, linux and thread backends do it`) as CodedError & {
+    backend: string
+    syscall: string
+  }
+  error.code = 'ERR_CAIO_UNSUPPORTED'
+  error.backend = backend
+  error.syscall = syscall
   return error
 }
 
@@ -159,11 +204,12 @@ export function unknownEncoding(encoding: string): CodedError {
 
 /**
  * The error of one operation, on any backend and in a batch: `code` is a negative errno,
- * or {@link RESULT_ABORTED} / {@link RESULT_CLOSED}; `opcode` indexes {@link SYSCALLS};
+ * or {@link RESULT_ABORTED} / {@link RESULT_CLOSED} / {@link RESULT_UNSUPPORTED}; `opcode` indexes {@link SYSCALLS};
  * `fd` is the operation's descriptor; an AbortError's `cause` is `signal`'s reason.
  */
 export function errorFromResult(code: number, opcode: number, fd: number, signal?: AbortSignal): Error {
   if (code === RESULT_ABORTED) return new AbortError(undefined, { cause: signal?.reason })
   if (code === RESULT_CLOSED) return closedError()
+  if (code === RESULT_UNSUPPORTED) return unsupportedError(SYSCALLS[opcode] ?? 'read')
   return systemError(code, SYSCALLS[opcode] ?? 'read', fd)
 }

@@ -10,16 +10,16 @@
  */
 // Named imports: `import * as fs` compiles to an object whose every property is a getter,
 // one more call per operation.
-import { fdatasync, fsync, read, write } from 'node:fs'
+import { fdatasync, fstat, fsync, ftruncate, read, readv, write, writev } from 'node:fs'
 import { constants } from 'node:os'
 
 import { AbortListeners } from './abort'
 import { Fulfil } from './engine'
-import type { Engine, EngineOptions, PreparedBatch } from './engine'
+import type { Engine, EngineOptions, Operand, PreparedBatch } from './engine'
 import { errorFromResult } from './errors'
 import { byteLengthOf, plainBytes } from './validate'
 import type { Offset } from './validate'
-import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './wire'
+import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED, RESULT_UNSUPPORTED } from './wire'
 
 const ECANCELED = -125
 const EFBIG = -27
@@ -54,11 +54,50 @@ function errnoOf(error: unknown, fallback: number): number {
   return named !== undefined ? -named : fallback
 }
 
+/** An operand as `fs` takes it: the plain bytes of its view, or of a vectored operation's buffers. */
+type Bytes = Uint8Array | Uint8Array[] | undefined
+
+/** The plain bytes of `view` (see `plainBytes`): what `fs`, which trusts `byteLength`, may be handed. */
+function plainOperand(view: Operand): Bytes {
+  if (view === undefined) return undefined
+  if (!Array.isArray(view)) return plainBytes(view, byteLengthOf(view))
+  const buffers: Uint8Array[] = []
+  // Element 0 is the iovec area, which only the native engines use.
+  for (let i = 1; i < view.length; i++) {
+    const buffer = view[i] as ArrayBufferView
+    buffers.push(plainBytes(buffer, byteLengthOf(buffer)))
+  }
+  return buffers
+}
+
 /**
- * Runs one operation on `bytes`, the plain bytes of its view (`undefined` for a sync);
- * `done` gets a byte count or a negative errno.
+ * `readv` at an offset past 2^53, which `fs.readv` cannot take (it reads at the file
+ * position when the position is not a number): one `fs.read` per buffer, in order, until
+ * one comes back short, as `preadv(2)` fills them.
  */
-function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Uint8Array | undefined, done: (result: number) => void): void {
+function readEach(fd: number, buffers: Uint8Array[], offset: bigint, done: (result: number) => void): void {
+  let total = 0
+  let next = 0
+  const step = (): void => {
+    while (next < buffers.length && (buffers[next] as Uint8Array).byteLength === 0) next++
+    if (next === buffers.length) return done(total)
+    const target = buffers[next++] as Uint8Array
+    read(fd, target, 0, target.byteLength, offset + BigInt(total), (error, count) => {
+      if (error !== null) return done(total > 0 ? total : errnoOf(error, EIO))
+      total += count
+      if (count < target.byteLength) done(total)
+      else step()
+    })
+  }
+  step()
+}
+
+/**
+ * Runs one operation on `bytes`, the plain bytes of its operand (`undefined` for a sync);
+ * `done` gets a byte count or a negative errno, or {@link RESULT_UNSUPPORTED} for what
+ * `node:fs` has no call for.
+ */
+function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Bytes, done: (result: number) => void): void {
   const settle = (error: NodeJS.ErrnoException | null, count?: number): void => {
     done(error ? errnoOf(error, EIO) : (count ?? 0))
   }
@@ -89,6 +128,33 @@ function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Uint8Array |
       case Opcode.Fdatasync:
         fdatasync(fd, (error) => settle(error))
         return
+      case Opcode.Readv: {
+        const buffers = bytes as Uint8Array[]
+        // libuv refuses an empty readv (EINVAL) where preadv(2) answers 0 once it has
+        // checked the descriptor, which fstat asks about without reading anything.
+        if (buffers.length === 0) fstat(fd, (error) => settle(error, 0))
+        else if (typeof offset === 'bigint') readEach(fd, buffers, offset, done)
+        else readv(fd, buffers, offset, settle)
+        return
+      }
+      case Opcode.Writev: {
+        const buffers = bytes as Uint8Array[]
+        // As for write: past 2^53 the kernel answers EFBIG once the descriptor checked out;
+        // an empty write asks about the descriptor where an empty fs.writev would not.
+        if (typeof offset === 'bigint') write(fd, Buffer.alloc(0), 0, 0, 0, (error) => (error ? settle(error) : done(EFBIG)))
+        else if (buffers.length === 0) write(fd, Buffer.alloc(0), 0, 0, offset, (error) => settle(error, 0))
+        else writev(fd, buffers, offset, settle)
+        return
+      }
+      case Opcode.Ftruncate:
+        // fs.ftruncate takes no bigint: past 2^53 bytes, EFBIG as for a write there.
+        if (typeof offset === 'bigint') fstat(fd, (error) => (error ? settle(error) : done(EFBIG)))
+        else ftruncate(fd, offset, (error) => settle(error))
+        return
+      default:
+        // fallocate, sync_file_range, fadvise: node:fs has none of them.
+        process.nextTick(done, RESULT_UNSUPPORTED)
+        return
     }
   } catch (error) {
     // fs checks some limits synchronously (Node 22: a read whose end passes 2^63) that
@@ -99,7 +165,7 @@ function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Uint8Array |
 }
 
 /** What a fulfilled single operation resolves with; `bytes` is the true extent of its view. */
-function fulfilment(fulfil: Fulfil, bytes: Uint8Array | undefined, count: number): unknown {
+function fulfilment(fulfil: Fulfil, bytes: Bytes, count: number): unknown {
   switch (fulfil) {
     case Fulfil.Count:
       return count
@@ -137,13 +203,15 @@ export class JsEngine implements Engine {
     this.#maxRequests = options.maxRequests
   }
 
-  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, _priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
+  start(opcode: Opcode, fd: number, offset: Offset, view: Operand, _priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.#closing || view === undefined) return this.#enqueue(opcode, fd, offset, undefined, fulfil, signal)
     // fs trusts a view's own byteLength, which a subclass can make lie: hand it plain bytes
     // and their real length.
-    const length = byteLengthOf(view)
-    const bytes = plainBytes(view, length)
-    if (opcode === Opcode.Read && length > 0 && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length) {
+    if (opcode !== Opcode.Read) return this.#enqueue(opcode, fd, offset, plainOperand(view), fulfil, signal)
+    const target = view as ArrayBufferView
+    const length = byteLengthOf(target)
+    const bytes = plainBytes(target, length)
+    if (length > 0 && this.#inFlight < this.#maxRequests && this.#queueHead === this.#queue.length) {
       return this.#readNow(fd, offset, bytes, length, fulfil)
     }
     return this.#enqueue(opcode, fd, offset, bytes, fulfil, signal)
@@ -178,7 +246,7 @@ export class JsEngine implements Engine {
    * Rejects it at once on a closing context. Out of line, so that `start` stays small
    * enough for V8 to inline into its callers.
    */
-  #enqueue(opcode: Opcode, fd: number, offset: Offset, bytes: Uint8Array | undefined, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
+  #enqueue(opcode: Opcode, fd: number, offset: Offset, bytes: Bytes, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.#closing) return Promise.reject(errorFromResult(RESULT_CLOSED, opcode, fd))
     return new Promise((resolve, reject) => {
       this.#schedule({
@@ -223,8 +291,7 @@ export class JsEngine implements Engine {
               const opcode = (descriptor[field] as number) & 0xff
               const [high, low] = [descriptor[field + 2] as number, descriptor[field + 3] as number]
               const offset = high < 2 ** 21 ? high * 2 ** 32 + low : (BigInt(high) << 32n) | BigInt(low)
-              const view = views[position]
-              const bytes = view === undefined ? undefined : plainBytes(view, byteLengthOf(view))
+              const bytes = plainOperand(views[position])
               perform(opcode, descriptor[field + 1] as number, offset, bytes, (result) => {
                 record(position, result)
                 if (result >= 0) return step(position + 1)

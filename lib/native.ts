@@ -6,7 +6,7 @@
 import { AbortListeners } from './abort'
 import { errorFromResult, setDirectIoProbe } from './errors'
 import { Fulfil } from './engine'
-import type { BackendName, Engine, EngineOptions, PreparedBatch } from './engine'
+import type { BackendName, Engine, EngineOptions, Operand, PreparedBatch } from './engine'
 import type { Offset } from './validate'
 import { CALL_FIELDS, CALL_TOKEN, CLOSED_SLOT, RESULT_CLOSED, SLOT_COUNT } from './wire'
 import type { Opcode } from './wire'
@@ -32,13 +32,13 @@ interface Binding {
    * slot `token % SLOT_COUNT`, never within this call. The addon keeps no reference to
    * `view`: the caller keeps it until the result is delivered.
    */
-  start(ctx: NativeContext, view: ArrayBufferView | undefined): void
+  start(ctx: NativeContext, view: Operand): void
   /**
    * Starts a batch and returns its token, or -1 when closed. Each operation's result is
    * written to `results`; then the batch's slot is delivered with 0, never within this
    * call. The caller keeps `views` and `results` until then.
    */
-  submit(ctx: NativeContext, descriptor: Float64Array, views: Array<ArrayBufferView | undefined>, results: Float64Array): number
+  submit(ctx: NativeContext, descriptor: Float64Array, views: Operand[], results: Float64Array): number
   flush(ctx: NativeContext): void
   cancel(ctx: NativeContext, token: number): void
   /** Starts closing; a `CLOSED_SLOT` pair is delivered once it has, maybe within this call. */
@@ -167,7 +167,7 @@ const shrink = (view: ArrayBufferView, count: number): ArrayBufferView =>
 
 /** What keeps a batch's memory alive until its delivery. */
 interface BatchPin {
-  views: Array<ArrayBufferView | undefined>
+  views: Operand[]
   results: Float64Array
 }
 
@@ -183,7 +183,7 @@ export class NativeEngine implements Engine {
   // (the buffer rule), whatever the caller does with it meanwhile.
   readonly #resolve: Array<Settle | undefined> = []
   readonly #reject: Array<Settle | undefined> = []
-  readonly #pins: Array<ArrayBufferView | BatchPin | undefined> = []
+  readonly #pins: Array<Operand | BatchPin> = []
   /** `fulfil | opcode << 2`, by slot. */
   readonly #kinds: number[] = []
   readonly #fds: number[] = []
@@ -264,7 +264,7 @@ export class NativeEngine implements Engine {
   }
 
   /** Registers what slot `token % SLOT_COUNT` needs until its delivery, and its Promise. */
-  #track(token: number, kind: number, fd: number, pin: ArrayBufferView | BatchPin | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+  #track(token: number, kind: number, fd: number, pin: Operand | BatchPin, signal: AbortSignal | undefined): Promise<unknown> {
     const slot = token % SLOT_COUNT
     // The buffer rule: the kernel may use `pin`'s memory until the result is delivered.
     this.#pins[slot] = pin
@@ -283,7 +283,7 @@ export class NativeEngine implements Engine {
     return promise
   }
 
-  start(opcode: Opcode, fd: number, offset: Offset, view: ArrayBufferView | undefined, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
+  start(opcode: Opcode, fd: number, offset: Offset, view: Operand, priority: number, fulfil: Fulfil, signal: AbortSignal | undefined): Promise<unknown> {
     // The call area: typed-array stores, where arguments would cost a Node-API call each.
     const call = this.#wire
     const at = 2 * WIRE_PAIRS

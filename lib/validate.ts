@@ -5,6 +5,8 @@
  */
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import type { CodedError } from './errors'
+import { IOVEC_ROOM, MAX_IOVECS, RANGE_ARGS_SIZE } from './wire'
+import type { IoVector } from './wire'
 
 /** The most bytes one operation moves: what one `read(2)` moves on Linux. */
 export const MAX_LENGTH = 0x7fffffff
@@ -215,4 +217,94 @@ export function validateInteger(value: unknown, name: string, min: number, max: 
 export function validateBoolean(value: unknown, name: string): boolean {
   if (typeof value !== 'boolean') throw invalidArgType(name, 'of type boolean', value)
   return value
+}
+
+/**
+ * The buffers of a `readv` or `writev`, as the addon takes them: `[iovec area, ...buffers]`
+ * (`lib/wire.ts: IoVector`), a copy the caller's later changes to the array cannot reach.
+ * Each buffer is checked as {@link validateView} checks one (empty ones are fine); at most
+ * {@link MAX_IOVECS} of them, as the kernel takes.
+ */
+export function validateBuffers(buffers: unknown, name = 'buffers'): IoVector {
+  if (!Array.isArray(buffers)) throw invalidArgType(name, 'an instance of Array', buffers)
+  const count = buffers.length
+  if (count > MAX_IOVECS) throw outOfRange(`${name}.length`, `<= ${MAX_IOVECS}`, count)
+  const vector: IoVector = [new Uint8Array(count * IOVEC_ROOM)]
+  for (let i = 0; i < count; i++) {
+    vector.push(validateView(buffers[i], `${name}[${i}]`))
+  }
+  return vector
+}
+
+const TWO_32 = 2 ** 32
+
+/** The argument area of a range operation (`lib/wire.ts: RANGE_ARGS_SIZE`): `length` and `flags`. */
+export function rangeArgs(length: Offset, flags: number): Uint32Array {
+  const area = new Uint32Array(RANGE_ARGS_SIZE / 4)
+  if (typeof length === 'number') {
+    const high = Math.floor(length / TWO_32)
+    area[0] = length - high * TWO_32
+    area[1] = high
+  } else {
+    area[0] = Number(length & 0xffffffffn)
+    area[1] = Number(length >> 32n)
+  }
+  area[2] = flags
+  return area
+}
+
+/** An optional boolean option: `false` when absent. */
+function flag(value: unknown, name: string): boolean {
+  return value === undefined ? false : validateBoolean(value, name)
+}
+
+/** `fallocate`'s options, as `FALLOC_FL_*` bits. */
+export interface FallocateFlags {
+  keepSize?: boolean
+  punchHole?: boolean
+  zeroRange?: boolean
+  collapseRange?: boolean
+  insertRange?: boolean
+}
+
+/**
+ * The `FALLOC_FL_*` mode of `fallocate`'s boolean options, found under `prefix` (`options.`,
+ * `ops[2].`). Combinations are the kernel's to judge, as it judges them: `punchHole`
+ * without `keepSize` is refused there, not here.
+ */
+export function fallocateMode(o: FallocateFlags, prefix: string): number {
+  return (
+    (flag(o.keepSize, `${prefix}keepSize`) ? 0x01 : 0) |
+    (flag(o.punchHole, `${prefix}punchHole`) ? 0x02 : 0) |
+    (flag(o.collapseRange, `${prefix}collapseRange`) ? 0x08 : 0) |
+    (flag(o.zeroRange, `${prefix}zeroRange`) ? 0x10 : 0) |
+    (flag(o.insertRange, `${prefix}insertRange`) ? 0x20 : 0)
+  )
+}
+
+/** `syncRange`'s options, as `SYNC_FILE_RANGE_*` bits. */
+export interface SyncRangeFlags {
+  waitBefore?: boolean
+  write?: boolean
+  waitAfter?: boolean
+}
+
+/** The `SYNC_FILE_RANGE_*` flags of `syncRange`'s options; with none of them given, `write`. */
+export function syncRangeFlags(o: SyncRangeFlags, prefix: string): number {
+  if (o.waitBefore === undefined && o.write === undefined && o.waitAfter === undefined) return 0x2
+  return (
+    (flag(o.waitBefore, `${prefix}waitBefore`) ? 0x1 : 0) | (flag(o.write, `${prefix}write`) ? 0x2 : 0) | (flag(o.waitAfter, `${prefix}waitAfter`) ? 0x4 : 0)
+  )
+}
+
+/** The advice `fadvise` takes, as `posix_fadvise(2)` names it. */
+export type Advice = 'normal' | 'sequential' | 'random' | 'noreuse' | 'willneed' | 'dontneed'
+
+/** Linux's `POSIX_FADV_*` numbers. */
+const ADVICE: Readonly<Record<Advice, number>> = { normal: 0, random: 1, sequential: 2, willneed: 3, dontneed: 4, noreuse: 5 }
+
+/** The `POSIX_FADV_*` number of `advice`. */
+export function validateAdvice(advice: unknown, name = 'advice'): number {
+  if (typeof advice === 'string' && Object.hasOwn(ADVICE, advice)) return ADVICE[advice as Advice]
+  throw invalidArgValue(name, `must be one of ${Object.keys(ADVICE).map((a) => `'${a}'`).join(', ')}`, advice)
 }

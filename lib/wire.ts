@@ -38,6 +38,16 @@ export const enum Opcode {
    * length when it was read there whole, or room + 1 + fd of a descriptor left open.
    */
   ReadSmall = 14,
+  /** The view is `[iovec area, ...buffers]` ({@link IoVector}); resolves the bytes read. */
+  Readv = 15,
+  /** As {@link Opcode.Readv}; resolves the bytes written. */
+  Writev = 16,
+  /** The view is a {@link RANGE_ARGS_SIZE}-byte area: length, then the `FALLOC_FL_*` mode. */
+  Fallocate = 17,
+  /** The view is the argument area: length (0: to end of file), `SYNC_FILE_RANGE_*` flags. */
+  SyncRange = 18,
+  /** The view is the argument area: length (0: to end of file), `POSIX_FADV_*` advice. */
+  Fadvise = 19,
 }
 
 /** The offset of a read or write at the descriptor's file position (`caio_core::AT_CURSOR`). */
@@ -61,6 +71,25 @@ export const LINK_FLAG = 0x100
 export const RESULT_ABORTED = -1048577
 /** A result that is not an errno: dropped from the queue because the context closed. */
 export const RESULT_CLOSED = -1048578
+/** A result that is not an errno: the backend cannot do the operation (made by the `js` engine only). */
+export const RESULT_UNSUPPORTED = -1048579
+/** Bytes of a vectored operation's iovec area per buffer (`wire::IOVEC_ROOM`). */
+export const IOVEC_ROOM = 16
+/** The most buffers one vectored operation takes: Linux's `IOV_MAX` (`wire::MAX_IOVECS`). */
+export const MAX_IOVECS = 1024
+/**
+ * Bytes of the argument area of `Fallocate`, `SyncRange` and `Fadvise`
+ * (`caio_core::RANGE_ARGS_SIZE`): native-endian 32-bit words, the length's low and high
+ * halves, then the flags, then one unused.
+ */
+export const RANGE_ARGS_SIZE = 16
+
+/**
+ * A vectored operation's view as the addon takes it: the iovec area ({@link IOVEC_ROOM}
+ * bytes per buffer, filled in by the addon), then the buffers. The facade keeps it whole
+ * until the result is delivered, so that every buffer and the iovecs stay alive.
+ */
+export type IoVector = [Uint8Array, ...ArrayBufferView[]]
 /** The slot of the pair that says a closing context has let go of its backend. */
 export const CLOSED_SLOT = -1
 /** A token's low bits name its slot: `token % SLOT_COUNT`. */

@@ -12,8 +12,9 @@
 //! must be), batch results in their own positions; deliveries hold exactly what settled; no
 //! slot is handed out or delivered while another operation owns it; the closed pair comes
 //! after every other pair, only once nothing is outstanding; the backend never holds more
-//! than its capacity, never gets a linked operation without links or a chain's next
-//! operation before the one before it succeeded, and everything it got was reaped (or
+//! than its capacity, never gets a linked operation without links (or one it does not link
+//! itself, nor any of a chain holding one) or a chain's next operation before the one before
+//! it succeeded, and everything it got was reaped (or
 //! cancelled, on tear-down) before it was dropped.
 
 #![no_main]
@@ -48,6 +49,9 @@ struct Op {
   len: u32,
   /// Linked to the next one (after the scheduler's rule that the last never links).
   link: bool,
+  /// Its chain is fed to the backend one operation at a time by the scheduler: the
+  /// backend has no links, or does not link one of the chain's operations.
+  fed: bool,
   /// Where the backend put it, once pushed.
   place: Option<u32>,
   reaped: bool,
@@ -98,6 +102,8 @@ struct Model {
   s: Scheduler,
   f: Fake,
   traits: Traits,
+  /// An opcode the linking backend does not link (`Backend::links_itself`).
+  unlinkable: Option<Opcode>,
   live: HashMap<usize, Entry>,
   on_wire: Vec<usize>,
   wire_busy: bool,
@@ -209,7 +215,6 @@ impl Model {
 
   fn pushed(&mut self, op: Operation, place: u32) {
     let (index, position) = self.locate(op.token);
-    let links = self.traits.links;
     let closing = self.closing;
     let entry = self.live.get_mut(&index).unwrap();
     assert!(!entry.settled(), "push of {:#x}, already settled", op.token);
@@ -224,14 +229,15 @@ impl Model {
     );
     assert_eq!(op.opcode, model.opcode);
     assert_eq!(op.len, model.len);
-    assert_eq!(op.link, model.link && links, "link flag of {:#x}", op.token);
+    let fed = model.fed;
+    assert_eq!(op.link, model.link && !fed, "link flag of {:#x}", op.token);
     if !entry.batch {
       assert_eq!(op.share, Share::Alone);
     }
     model.place = Some(place);
     if !head {
       let (p, fate) = before.unwrap();
-      if links {
+      if !fed {
         assert!(entry.ops[p].place.is_some(), "a chain pushed out of order");
       } else {
         assert!(
@@ -247,7 +253,6 @@ impl Model {
 
   fn reaped(&mut self, token: u64, result: i64) {
     let (index, position) = self.locate(token);
-    let links = self.traits.links;
     let entry = self.live.get_mut(&index).unwrap();
     let abort = entry.abort;
     let op = &mut entry.ops[position];
@@ -260,7 +265,7 @@ impl Model {
     } else {
       result as f64
     });
-    if !links && op.link && result < 0 {
+    if op.fed && op.link && result < 0 {
       let rest = entry.chain(position + 1);
       for next in rest {
         let op = &mut entry.ops[next];
@@ -330,6 +335,7 @@ impl Model {
       opcode,
       len: op.len,
       link: op.link,
+      fed: true,
       place: None,
       reaped: false,
       fate: None,
@@ -370,6 +376,21 @@ impl Model {
     }
     if let Some(last) = models.last_mut() {
       last.link = false;
+    }
+    let mut first = 0;
+    while first < models.len() {
+      let mut end = first;
+      while end + 1 < models.len() && models[end].link {
+        end += 1;
+      }
+      let fed = !self.traits.links
+        || models[first..=end]
+          .iter()
+          .any(|model| Some(model.opcode) == self.unlinkable);
+      for model in &mut models[first..=end] {
+        model.fed = fed;
+      }
+      first = end + 1;
     }
     let mut too_long = false;
     let mut run = 0;
@@ -685,10 +706,15 @@ fuzz_target!(|data: &[u8]| {
     cheap_submit: config & 2 != 0,
   };
   let (backend, f) = fake(traits);
+  let unlinkable = (config & 4 != 0).then_some(Opcode::Fdatasync);
+  if let Some(opcode) = unlinkable {
+    f.refuse_to_link(opcode);
+  }
   let mut m = Model {
     s: Scheduler::new(backend),
     f,
     traits,
+    unlinkable,
     live: HashMap::new(),
     on_wire: Vec::new(),
     wire_busy: false,

@@ -57,7 +57,10 @@ impl Input<'_> {
       1 => f64::from(self.byte()),
       2 => SPECIAL[self.byte() as usize % SPECIAL.len()],
       3 => f64::from(u32::from_le_bytes(self.bytes())),
-      _ => f64::from(u32::from(self.byte() % 4) | (u32::from(self.byte() % 4) << 8)),
+      // A batched opcode, maybe linked (or another flag bit set).
+      _ => {
+        f64::from(BATCHED[self.byte() as usize % BATCHED.len()] | (u32::from(self.byte() % 4) << 8))
+      }
     }
   }
 }
@@ -77,7 +80,7 @@ fn ref_priority(v: f64) -> u16 {
 }
 
 fn check_single(v: f64, w: f64, len: usize) {
-  // Every opcode is a single operation's; a batch takes the first four only (`reference`).
+  // Every opcode is a single operation's; a batch takes the data operations only (`reference`).
   let last_opcode = (Opcode::ALL.len() - 1) as f64;
   match wire::opcode(v) {
     Ok(op) => {
@@ -134,25 +137,38 @@ fn check_single(v: f64, w: f64, len: usize) {
   assert_eq!(length as usize, len.min(MAX_LENGTH));
 }
 
+/// The opcodes a batch takes: the data operations (read, write, the syncs, ftruncate,
+/// readv, writev, fallocate, syncRange, fadvise), not those by path.
+const BATCHED: [u32; 10] = [0, 1, 2, 3, 11, 15, 16, 17, 18, 19];
+
+/// Whether a batched opcode has an offset field (all but the syncs; ftruncate's is its length).
+fn has_offset(code: u32) -> bool {
+  !matches!(code, 2 | 3)
+}
+
+/// Whether a batched opcode has a buffer (data, iovecs or arguments): not the syncs, not ftruncate.
+fn has_buffer(code: u32) -> bool {
+  !matches!(code, 2 | 3 | 11)
+}
+
 /// What `decode_batch` must answer, worked out independently.
 fn reference(fields: &[f64], buffers: &[Option<usize>]) -> Result<(), BatchError<usize>> {
   if !fields.len().is_multiple_of(BATCH_FIELDS) {
     return Err(BatchError::Refused(Refusal::Shape));
   }
   for (position, f) in fields.chunks(BATCH_FIELDS).enumerate() {
-    if !whole_in(f[0], 65_535.0) || (f[0] as u32 & 0xff) > 3 {
+    if !whole_in(f[0], 65_535.0) || !BATCHED.contains(&(f[0] as u32 & 0xff)) {
       return Err(BatchError::Refused(Refusal::Opcode));
     }
     if !whole_in(f[1], 2_147_483_647.0) {
       return Err(BatchError::Refused(Refusal::Fd));
     }
-    if (f[0] as u32 & 0xff) <= 1 {
-      if !(whole_in(f[2], 2_147_483_647.0) && whole_in(f[3], 4_294_967_295.0)) {
-        return Err(BatchError::Refused(Refusal::Offset));
-      }
-      if buffers[position].is_none() {
-        return Err(BatchError::Buffer(position));
-      }
+    let code = f[0] as u32 & 0xff;
+    if has_offset(code) && !(whole_in(f[2], 2_147_483_647.0) && whole_in(f[3], 4_294_967_295.0)) {
+      return Err(BatchError::Refused(Refusal::Offset));
+    }
+    if has_buffer(code) && buffers[position].is_none() {
+      return Err(BatchError::Buffer(position));
     }
   }
   Ok(())
@@ -181,7 +197,8 @@ fuzz_target!(|data: &[u8]| {
   }
 
   let mut asked = Vec::new();
-  let decoded = wire::decode_batch(&fields, |position| {
+  let decoded = wire::decode_batch(&fields, |position, opcode| {
+    assert!(has_buffer(opcode as u32), "a buffer asked for {opcode:?}");
     asked.push(position);
     buffers[position].map(|len| (ptr, len)).ok_or(position)
   });
@@ -199,14 +216,17 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(op.priority, ref_priority(f[4]));
         assert_eq!(op.token, 0);
         assert_eq!(op.share, Share::Alone);
-        if matches!(op.opcode, Opcode::Read | Opcode::Write) {
+        if has_offset(code & 0xff) {
           assert!(op.offset <= i64::MAX as u64);
           assert_eq!(op.offset as f64, f[2] * TWO_32 + f[3]);
           assert_eq!(op.offset, ((f[2] as u64) << 32) | f[3] as u64);
+        } else {
+          assert_eq!(op.offset, 0);
+        }
+        if has_buffer(code & 0xff) {
           assert_eq!(op.buf, ptr);
           assert_eq!(op.len as usize, buffers[position].unwrap().min(MAX_LENGTH));
         } else {
-          assert_eq!(op.offset, 0);
           assert!(op.buf.is_null());
           assert_eq!(op.len, 0);
         }
@@ -220,6 +240,6 @@ fuzz_target!(|data: &[u8]| {
       assert_eq!(Err(error), expected, "{fields:?}");
     }
   }
-  // Buffers are asked for in order, only for reads and writes, at most once each.
+  // Buffers are asked for in order, only for operations that have one, at most once each.
   assert!(asked.windows(2).all(|w| w[0] < w[1]));
 });

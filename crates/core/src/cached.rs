@@ -80,15 +80,16 @@ pub unsafe fn read_if_cached(op: &Operation) -> Option<i64> {
     // All of it, or nothing at end of file (uncached data refuses with EAGAIN instead).
     return Some(rc as i64);
   }
-  // Short: the end of a regular file, or only part of the range in the cache. A device
-  // gives a short answer to RWF_NOWAIT whenever it would have rescheduled (/dev/zero under
-  // load), and its size says nothing of where it ends: the waiting read does it whole.
+  // Short: the end of the file, or only part of the range in the cache — or, for anything
+  // but a regular file, whose size says nothing about where its data ends, a device that
+  // stopped early because it may not wait (`/dev/zero` does when the thread should yield).
   // SAFETY: `stat` is plain data the call fills.
   let mut stat: libc::stat = unsafe { std::mem::zeroed() };
   // SAFETY: a valid out-pointer; a bad descriptor just fails.
-  let regular =
-    unsafe { libc::fstat(op.fd, &mut stat) } == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFREG;
-  if regular && op.offset + count >= stat.st_size as u64 {
+  if unsafe { libc::fstat(op.fd, &mut stat) } == 0
+    && stat.st_mode & libc::S_IFMT == libc::S_IFREG
+    && op.offset + count >= stat.st_size as u64
+  {
     return Some(rc as i64);
   }
   None
@@ -226,5 +227,22 @@ mod tests {
       !direct.is_direct(fd),
       "asked the descriptor: opened without O_DIRECT"
     );
+  }
+
+  #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+  #[test]
+  fn a_device_that_stops_early_is_never_taken_for_end_of_file() {
+    // /dev/zero answers an RWF_NOWAIT read short whenever the thread ought to yield; its
+    // size (0) says nothing about where its data ends, so such an answer is no answer.
+    let zero = File::open("/dev/zero").unwrap();
+    let mut buf = vec![0xAAu8; 8 << 20];
+    for _ in 0..64 {
+      // SAFETY: `buf` outlives the call.
+      let result = unsafe { read_if_cached(&read_of(zero.as_raw_fd(), &mut buf)) };
+      assert!(
+        matches!(result, None | Some(0x80_0000)),
+        "a short read of /dev/zero taken as final: {result:?}"
+      );
+    }
   }
 }

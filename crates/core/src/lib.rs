@@ -15,6 +15,10 @@
 //! operation's token has been reaped** — not until it was cancelled, not until the
 //! context was closed: until it was reaped. Every backend relies on this rule and every
 //! `unsafe` block that touches operation memory points here.
+//!
+//! The buffer of a vectored operation ([`Opcode::Readv`], [`Opcode::Writev`]) is an array
+//! of `iovec`s, and the rule covers the memory each of them describes as well: all of it
+//! stays valid, and untouched by anybody else, until the completion is reaped.
 
 #[cfg(unix)]
 pub mod cached;
@@ -44,7 +48,9 @@ pub use notifier::Notifier;
 /// What an [`Operation`] does.
 ///
 /// The path operations name their file by a NUL-terminated path in the operation's buffer,
-/// relative to the working directory; their offset field carries their flags. Every
+/// relative to the working directory; their offset field carries their flags. The vectored
+/// operations carry `iovec`s in their buffer, and the range operations their length and
+/// flags ([`RangeArgs`]). Every
 /// backend does every opcode, natively where the kernel has an opcode for it, else on a
 /// pool thread; [`crate::sys::perform_blocking`] is what each one means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,6 +97,21 @@ pub enum Opcode {
   /// (the caller's own read then reports it).
   /// Only the open's failure comes back as an errno.
   ReadSmall = 14,
+  /// `preadv`: fill the buffers the `iovec` array in the buffer describes, in order, from
+  /// the file at the offset. `len` is the array's size in bytes ([`IOVEC_SIZE`] each).
+  Readv = 15,
+  /// `pwritev`: write the buffers the `iovec` array in the buffer describes, in order, to
+  /// the file at the offset.
+  Writev = 16,
+  /// `fallocate(fd, mode, offset, length)`: the buffer holds the [`RangeArgs`] (length and
+  /// `FALLOC_FL_*` mode).
+  Fallocate = 17,
+  /// `sync_file_range(fd, offset, nbytes, flags)`: the buffer holds the [`RangeArgs`]
+  /// (`nbytes`, 0 for "to the end of the file", and `SYNC_FILE_RANGE_*` flags).
+  SyncRange = 18,
+  /// `posix_fadvise(fd, offset, len, advice)`: the buffer holds the [`RangeArgs`] (`len`,
+  /// 0 for "to the end of the file", and the `POSIX_FADV_*` advice).
+  Fadvise = 19,
 }
 
 /// The offset of a read or write that uses and advances the descriptor's file position,
@@ -100,9 +121,68 @@ pub const AT_CURSOR: u64 = u64::MAX;
 /// Bytes of a `Stat`/`Fstat` buffer that the kernel's `struct statx` fills.
 pub const STATX_SIZE: usize = 256;
 
+/// Bytes of one `struct iovec` in a vectored operation's buffer (8 on 32-bit targets).
+#[cfg(unix)]
+pub const IOVEC_SIZE: usize = std::mem::size_of::<libc::iovec>();
+
+/// Bytes of the argument area of `Fallocate`, `SyncRange` and `Fadvise`: three native-endian
+/// `u32` words, the length's low and high halves and the flags (mode, advice), and one
+/// unused word.
+pub const RANGE_ARGS_SIZE: usize = 16;
+
+/// The arguments of `Fallocate`, `SyncRange` and `Fadvise` that do not fit in the
+/// operation's offset field, as their buffer holds them ([`RANGE_ARGS_SIZE`] bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RangeArgs {
+  /// Bytes from the offset on that the call covers.
+  pub length: u64,
+  /// `FALLOC_FL_*`, `SYNC_FILE_RANGE_*` or `POSIX_FADV_*`.
+  pub flags: u32,
+}
+
+impl RangeArgs {
+  /// Decodes an argument area: `None` when it is shorter than [`RANGE_ARGS_SIZE`].
+  pub fn decode(area: &[u8]) -> Option<RangeArgs> {
+    let word = |i: usize| -> Option<u32> {
+      Some(u32::from_ne_bytes(
+        area.get(4 * i..4 * i + 4)?.try_into().ok()?,
+      ))
+    };
+    if area.len() < RANGE_ARGS_SIZE {
+      return None;
+    }
+    Some(RangeArgs {
+      length: u64::from(word(0)?) | u64::from(word(1)?) << 32,
+      flags: word(2)?,
+    })
+  }
+
+  /// The argument area that [`RangeArgs::decode`] reads back as `self`.
+  pub fn encode(self) -> [u8; RANGE_ARGS_SIZE] {
+    let mut area = [0u8; RANGE_ARGS_SIZE];
+    area[0..4].copy_from_slice(&(self.length as u32).to_ne_bytes());
+    area[4..8].copy_from_slice(&((self.length >> 32) as u32).to_ne_bytes());
+    area[8..12].copy_from_slice(&self.flags.to_ne_bytes());
+    area
+  }
+
+  /// The arguments of `op`, one of the range opcodes: `None` when its buffer is too short.
+  ///
+  /// # Safety
+  /// `op.buf` is valid for `op.len` bytes (the buffer rule).
+  pub unsafe fn of(op: &Operation) -> Option<RangeArgs> {
+    if op.buf.is_null() || (op.len as usize) < RANGE_ARGS_SIZE {
+      return None;
+    }
+    // SAFETY: the caller guarantees `op.len` (at least RANGE_ARGS_SIZE) readable bytes.
+    let area = unsafe { std::slice::from_raw_parts(op.buf, RANGE_ARGS_SIZE) };
+    RangeArgs::decode(area)
+  }
+}
+
 impl Opcode {
   /// Every opcode, in wire order.
-  pub const ALL: [Opcode; 15] = [
+  pub const ALL: [Opcode; 20] = [
     Opcode::Read,
     Opcode::Write,
     Opcode::Fsync,
@@ -118,6 +198,11 @@ impl Opcode {
     Opcode::Access,
     Opcode::Copyfile,
     Opcode::ReadSmall,
+    Opcode::Readv,
+    Opcode::Writev,
+    Opcode::Fallocate,
+    Opcode::SyncRange,
+    Opcode::Fadvise,
   ];
 
   /// Decodes the number JavaScript passes for an opcode.
@@ -143,11 +228,50 @@ impl Opcode {
       Opcode::Access => "access",
       Opcode::Copyfile => "copyfile",
       Opcode::ReadSmall => "open",
+      // Node's own `fs.readv`/`fs.writev` errors say `read` and `write`.
+      Opcode::Readv => "read",
+      Opcode::Writev => "write",
+      Opcode::Fallocate => "fallocate",
+      Opcode::SyncRange => "sync_file_range",
+      Opcode::Fadvise => "fadvise",
     }
   }
 
+  /// Whether the operation's buffer is an array of `iovec`s (`Readv`, `Writev`).
+  pub fn is_vectored(self) -> bool {
+    matches!(self, Opcode::Readv | Opcode::Writev)
+  }
+
+  /// Whether the operation's buffer is a [`RangeArgs`] area (`Fallocate`, `SyncRange`,
+  /// `Fadvise`).
+  pub fn takes_range(self) -> bool {
+    matches!(
+      self,
+      Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise
+    )
+  }
+
+  /// Whether the operation works on a descriptor's data or its allocation (the reads and
+  /// writes, the syncs, and the storage-engine operations), rather than on a file by path,
+  /// a descriptor's metadata or its life: what a batch takes.
+  pub fn is_data(self) -> bool {
+    matches!(
+      self,
+      Opcode::Read
+        | Opcode::Write
+        | Opcode::Fsync
+        | Opcode::Fdatasync
+        | Opcode::Ftruncate
+        | Opcode::Readv
+        | Opcode::Writev
+        | Opcode::Fallocate
+        | Opcode::SyncRange
+        | Opcode::Fadvise
+    )
+  }
+
   /// Whether the operation moves file data through its buffer (a read or a write), rather
-  /// than passing a path or a stat area through it, or having none.
+  /// than passing a path, a stat area, `iovec`s or arguments through it, or having none.
   pub fn uses_buffer(self) -> bool {
     matches!(self, Opcode::Read | Opcode::Write)
   }
@@ -293,6 +417,15 @@ pub struct Submitted {
 pub trait Backend {
   /// What this backend is.
   fn traits(&self) -> Traits;
+
+  /// Whether this backend runs `op` inside a linked chain itself, as it runs every
+  /// operation when it declares [`Traits::links`]. A backend that hands some operations to
+  /// another queue (`caio_thread::Offload`'s pool) says no for those, and the scheduler then
+  /// feeds that operation's chain one operation at a time, as for a backend without links.
+  fn links_itself(&self, op: &Operation) -> bool {
+    let _ = op;
+    self.traits().links
+  }
 
   /// Queues one operation for the next [`Backend::submit`] and returns where the backend
   /// keeps it (a [`Place`], for [`Backend::cancel`]). A linked chain (only for backends

@@ -54,6 +54,11 @@ pub unsafe fn well_formed(op: &Operation) -> bool {
   let paths = match op.opcode {
     Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync => return true,
     Opcode::Close | Opcode::Ftruncate => return true,
+    // The iovecs are the pusher's to get right (the buffer rule covers what they describe).
+    Opcode::Readv | Opcode::Writev => return true,
+    Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise => {
+      return whole.len() >= crate::RANGE_ARGS_SIZE
+    }
     Opcode::Fstat => return whole.len() >= STATX_SIZE,
     // SAFETY: the caller's guarantee.
     Opcode::Stat => unsafe { buffer_from(op, STATX_SIZE) },
@@ -78,7 +83,15 @@ pub unsafe fn well_formed(op: &Operation) -> bool {
 pub unsafe fn perform_path_operation(op: &Operation) -> i64 {
   let flags = op.offset;
   match op.opcode {
-    Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync => EINVAL,
+    Opcode::Read
+    | Opcode::Write
+    | Opcode::Fsync
+    | Opcode::Fdatasync
+    | Opcode::Readv
+    | Opcode::Writev
+    | Opcode::Fallocate
+    | Opcode::SyncRange
+    | Opcode::Fadvise => EINVAL,
     Opcode::Close => {
       // Never retried: after an interrupted close the descriptor is gone on Linux.
       // SAFETY: takes no pointer; closing a descriptor the caller named is the request.

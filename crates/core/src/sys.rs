@@ -33,13 +33,18 @@ pub fn retry_eintr(mut call: impl FnMut() -> i64) -> i64 {
 }
 
 /// Runs `op` with the blocking system call (`pread`, `pwrite`, `fsync`, `fdatasync`; `read`
-/// and `write` at [`AT_CURSOR`]; the path operations' own, see [`crate::paths`]), retrying
+/// and `write` at [`AT_CURSOR`]; `preadv`, `pwritev`, `fallocate`, `sync_file_range`,
+/// `posix_fadvise`; the path operations' own, see [`crate::paths`]), retrying
 /// `EINTR`: the bytes moved (or the new descriptor, or 0), or a negative errno.
 ///
 /// # Safety
 /// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
 /// rule, crate docs).
 pub unsafe fn perform_blocking(op: &Operation) -> i64 {
+  if op.opcode.is_vectored() || op.opcode.takes_range() {
+    // SAFETY: the caller upholds the buffer rule, which is that function's contract too.
+    return unsafe { perform_storage_operation(op) };
+  }
   if !op.opcode.uses_buffer() && !matches!(op.opcode, Opcode::Fsync | Opcode::Fdatasync) {
     // SAFETY: the caller upholds the buffer rule, which is that function's contract too.
     return unsafe { crate::paths::perform_path_operation(op) };
@@ -60,6 +65,77 @@ pub unsafe fn perform_blocking(op: &Operation) -> i64 {
       }
     }
   })
+}
+
+/// Runs one vectored or range operation (`Readv`, `Writev`, `Fallocate`, `SyncRange`,
+/// `Fadvise`) with its blocking system call, retrying `EINTR`: the bytes moved, or 0, or a
+/// negative errno. A buffer too short for its arguments is refused with `EINVAL`.
+///
+/// # Safety
+/// The buffer rule (crate docs), for the buffer and, of a vectored operation, for the
+/// memory its `iovec`s describe.
+#[cfg(target_os = "linux")]
+unsafe fn perform_storage_operation(op: &Operation) -> i64 {
+  const EINVAL: i64 = -(libc::EINVAL as i64);
+  if op.opcode.is_vectored() {
+    let count = (op.len as usize / crate::IOVEC_SIZE) as libc::c_int;
+    let iov = op.buf.cast::<libc::iovec>().cast_const();
+    let at_cursor = op.offset == AT_CURSOR;
+    // Past i64::MAX (AT_CURSOR aside) the kernel refuses the offset with EINVAL.
+    let offset = op.offset.min(i64::MAX as u64) as libc::off_t;
+    // SAFETY: the caller guarantees `count` iovecs at `op.buf` (the facade made the area
+    // aligned), each describing memory that stays valid and exclusive until the completion
+    // is reaped: the buffer rule for vectored operations.
+    return retry_eintr(|| unsafe {
+      match (op.opcode, at_cursor) {
+        (Opcode::Readv, true) => libc::readv(op.fd, iov, count) as i64,
+        (Opcode::Readv, false) => libc::preadv(op.fd, iov, count, offset) as i64,
+        (_, true) => libc::writev(op.fd, iov, count) as i64,
+        (_, false) => libc::pwritev(op.fd, iov, count, offset) as i64,
+      }
+    });
+  }
+  if op.offset > i64::MAX as u64 {
+    return EINVAL;
+  }
+  let offset = op.offset as libc::off_t;
+  // SAFETY: the caller upholds the buffer rule for the argument area.
+  let Some(args) = (unsafe { crate::RangeArgs::of(op) }) else {
+    return EINVAL;
+  };
+  if args.length > i64::MAX as u64 {
+    return EINVAL;
+  }
+  let length = args.length as libc::off_t;
+  let flags = args.flags;
+  match op.opcode {
+    Opcode::Fallocate => retry_eintr(|| {
+      // SAFETY: takes no pointer; the descriptor is the caller's to name.
+      unsafe { libc::fallocate(op.fd, flags as libc::c_int, offset, length) as i64 }
+    }),
+    Opcode::SyncRange => retry_eintr(|| {
+      // SAFETY: takes no pointer.
+      unsafe { libc::sync_file_range(op.fd, offset, length, flags) as i64 }
+    }),
+    // posix_fadvise returns its error rather than setting errno.
+    _ => loop {
+      // SAFETY: takes no pointer.
+      match unsafe { libc::posix_fadvise(op.fd, offset, length, flags as libc::c_int) } {
+        libc::EINTR => continue,
+        error => break -i64::from(error),
+      }
+    },
+  }
+}
+
+/// The storage-engine operations are Linux system calls (`preadv` aside, which the thread
+/// backend elsewhere does not offer yet): elsewhere they answer `ENOSYS`.
+///
+/// # Safety
+/// None needed; the signature matches the Linux one.
+#[cfg(not(target_os = "linux"))]
+unsafe fn perform_storage_operation(_op: &Operation) -> i64 {
+  -(libc::ENOSYS as i64)
 }
 
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]

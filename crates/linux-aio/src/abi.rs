@@ -7,6 +7,9 @@ pub(crate) const IOCB_CMD_PREAD: u16 = 0;
 pub(crate) const IOCB_CMD_PWRITE: u16 = 1;
 pub(crate) const IOCB_CMD_FSYNC: u16 = 2;
 pub(crate) const IOCB_CMD_FDSYNC: u16 = 3;
+/// `aio_buf` points at `aio_nbytes` iovecs.
+pub(crate) const IOCB_CMD_PREADV: u16 = 7;
+pub(crate) const IOCB_CMD_PWRITEV: u16 = 8;
 
 /// `aio_resfd` is valid: signal that eventfd on completion.
 pub(crate) const IOCB_FLAG_RESFD: u32 = 1 << 0;

@@ -10,8 +10,8 @@ use caio_core::sys::perform_blocking;
 use caio_core::{Backend, Completion, Full, Notifier, Opcode, Operation, Place, Submitted, Traits};
 
 use crate::abi::{
-  AioContext, IoEvent, Iocb, IOCB_CMD_FDSYNC, IOCB_CMD_FSYNC, IOCB_CMD_PREAD, IOCB_CMD_PWRITE,
-  IOCB_FLAG_IOPRIO, IOCB_FLAG_RESFD,
+  AioContext, IoEvent, Iocb, IOCB_CMD_FDSYNC, IOCB_CMD_FSYNC, IOCB_CMD_PREAD, IOCB_CMD_PREADV,
+  IOCB_CMD_PWRITE, IOCB_CMD_PWRITEV, IOCB_FLAG_IOPRIO, IOCB_FLAG_RESFD,
 };
 use crate::ring::Ring;
 use crate::syscalls::{io_cancel, io_destroy, io_getevents, io_setup, io_submit};
@@ -77,14 +77,20 @@ impl AioBackend {
     AioBackend::with_reaping(capacity, true)
   }
 
-  /// Whether kernel AIO does `op`: reads, writes and syncs at an offset of their own. The
-  /// path operations and a read or write at the file position have no `IOCB_CMD_*`; they
-  /// go to a side pool (`caio_thread::Offload`).
+  /// Whether kernel AIO does `op`: reads, writes (vectored or not) and syncs at an offset
+  /// of their own. The path operations, `fallocate`, `sync_file_range`, `fadvise`,
+  /// `ftruncate` and a read or write at the file position have no `IOCB_CMD_*`; they go
+  /// to a side pool (`caio_thread::Offload`).
   pub fn performs(&self, op: &Operation) -> bool {
     op.offset != caio_core::AT_CURSOR
       && matches!(
         op.opcode,
-        Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
+        Opcode::Read
+          | Opcode::Write
+          | Opcode::Fsync
+          | Opcode::Fdatasync
+          | Opcode::Readv
+          | Opcode::Writev
       )
   }
 
@@ -266,9 +272,13 @@ unsafe fn refusal(op: &Operation, errno: i32) -> i64 {
 /// The iocb that asks the kernel for `op`, in slot `index`, signalling `resfd`.
 fn iocb_for(op: &Operation, index: u32, resfd: libc::c_int) -> Iocb {
   let offset = op.offset.min(i64::MAX as u64) as i64;
+  let iovecs = (op.len as usize / caio_core::IOVEC_SIZE) as u32;
   let (opcode, buf, nbytes, offset) = match op.opcode {
     Opcode::Read => (IOCB_CMD_PREAD, op.buf as usize as u64, op.len, offset),
     Opcode::Write => (IOCB_CMD_PWRITE, op.buf as usize as u64, op.len, offset),
+    // For the vectored commands `aio_nbytes` counts iovecs, not bytes.
+    Opcode::Readv => (IOCB_CMD_PREADV, op.buf as usize as u64, iovecs, offset),
+    Opcode::Writev => (IOCB_CMD_PWRITEV, op.buf as usize as u64, iovecs, offset),
     Opcode::Fsync => (IOCB_CMD_FSYNC, 0, 0, 0),
     Opcode::Fdatasync => (IOCB_CMD_FDSYNC, 0, 0, 0),
     // Never pushed (see `performs`); should one be, the kernel refuses the opcode with

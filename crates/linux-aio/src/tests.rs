@@ -418,3 +418,16 @@ fn path_operations_and_cursor_io_with_the_side_pool() {
   assert!(offloaded.pool_started());
   contract::read_small_reads_a_file_whole_or_hands_it_over(&mut offloaded);
 }
+
+#[test]
+fn vectored_reads_and_writes() {
+  on_both(2, contract::vectored_reads_and_writes);
+}
+
+#[test]
+fn range_operations_on_the_side_pool() {
+  let aio = AioBackend::new(4).unwrap();
+  let mut offloaded = caio_thread::Offload::new(aio, AioBackend::performs);
+  contract::range_operations(&mut offloaded);
+  assert!(offloaded.pool_started(), "kernel AIO has no fallocate");
+}

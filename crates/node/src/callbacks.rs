@@ -167,22 +167,35 @@ callback!(
   /// (`[opcode, fd, offset / 2^32, offset % 2^32, priority]`, see `caio_scheduler::wire`)
   /// and writes its token there, or -1 when the context is closed. The offset is (-1, 0)
   /// for a read or write at the file position; a path operation carries its flags there and
-  /// its path in `view` (see `caio_core::Opcode`). The result is delivered under slot
+  /// its path in `view` (see `caio_core::Opcode`); for a vectored one `view` is the array
+  /// `[iovec area, ...buffers]` (`Env::io_vector`). The result is delivered under slot
   /// `token % 2^24`, never within this call.
   #[cfg(unix)]
   start(env, info) {
     let [ctx, view] = env.args::<2>(info).map_err(|_| internal(env))?;
     let shared = shared(env, ctx)?;
-    let mut ctx = borrow(env, shared)?;
-    let Some(wire) = ctx.wire.as_mut() else {
-      return Err(internal(env));
+    // The call area is copied out, so that no borrow is held while the buffers are read
+    // (an array's elements are Node-API property reads).
+    let fields = {
+      let mut ctx = borrow(env, shared)?;
+      let Some(wire) = ctx.wire.as_mut() else {
+        return Err(internal(env));
+      };
+      let mut fields = [0.0; wire::CALL_FIELDS];
+      fields.copy_from_slice(wire.call());
+      fields
     };
-    let mut op = wire::decode_call(wire.call()).map_err(|refusal| type_error(env, refusal.message()))?;
-    if op.opcode.has_buffer() {
+    let mut op = wire::decode_call(&fields).map_err(|refusal| type_error(env, refusal.message()))?;
+    if op.opcode.is_vectored() {
+      let (data, length) = env.io_vector(view).map_err(|message| type_error(env, message))?;
+      op.buf = data;
+      op.len = wire::length(length);
+    } else if op.opcode.has_buffer() {
       let (data, length) = env.view_bytes(view).map_err(|_| type_error(env, "buffer must be an ArrayBufferView"))?;
       op.buf = data;
       op.len = wire::length(length);
     }
+    let mut ctx = borrow(env, shared)?;
     // SAFETY: the buffer rule: the facade keeps `view` under the token's slot until the
     // slot's result is delivered, which happens only after its completion was reaped.
     let started = unsafe { ctx.scheduler.start(op) };
@@ -213,8 +226,11 @@ callback!(
     if fields.len() % BATCH_FIELDS != 0 || results_bytes < count * 8 || results_data.align_offset(8) != 0 {
       return Err(type_error(env, "descriptor and results must be Float64Arrays of matching length"));
     }
-    let ops = wire::decode_batch(&fields, |position| {
+    let ops = wire::decode_batch(&fields, |position, opcode| {
       let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
+      if opcode.is_vectored() {
+        return env.io_vector(view);
+      }
       env.view_bytes(view).map_err(|_| "a batch buffer must be an ArrayBufferView")
     })
     .map_err(|error| match error {

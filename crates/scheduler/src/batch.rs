@@ -20,6 +20,9 @@ pub(crate) enum OpState {
 pub(crate) struct Batch {
   pub ops: Vec<Operation>,
   pub state: Vec<OpState>,
+  /// By operation: its chain is fed to the backend one operation at a time, each after the
+  /// one before succeeded, rather than pushed whole for the backend to link.
+  pub fed: Vec<bool>,
   /// One `f64` per operation, owned by the caller of `Scheduler::start_batch`.
   results: *mut f64,
   /// Operations without a result yet.
@@ -34,6 +37,7 @@ impl Batch {
     Batch {
       ops,
       state: vec![OpState::Queued; count],
+      fed: vec![true; count],
       results,
       remaining: count,
     }

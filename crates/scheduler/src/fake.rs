@@ -117,6 +117,8 @@ struct Held {
 #[derive(Debug)]
 struct State {
   traits: Traits,
+  /// An opcode this linking backend does not link (as `Offload` its pool's).
+  unlinkable: Option<caio_core::Opcode>,
   submitted: Submitted,
   refuse: bool,
   fail_submits: bool,
@@ -210,6 +212,7 @@ pub struct Fake {
 pub fn fake(traits: Traits) -> (Box<dyn Backend>, Fake) {
   let state = Rc::new(RefCell::new(State {
     traits,
+    unlinkable: None,
     submitted: Submitted::default(),
     refuse: false,
     fail_submits: false,
@@ -250,6 +253,12 @@ impl Fake {
   /// What every later submit answers.
   pub fn set_submitted(&self, submitted: Submitted) {
     self.with(|s| s.submitted = submitted);
+  }
+
+  /// Makes [`Backend::links_itself`] say no for `opcode` (as `Offload` does for what its
+  /// pool runs): a chain with such an operation must then come one operation at a time.
+  pub fn refuse_to_link(&self, opcode: caio_core::Opcode) {
+    self.with(|s| s.unlinkable = Some(opcode));
   }
 
   /// While set, every push is refused with [`Full`].
@@ -483,11 +492,17 @@ impl Backend for FakeBackend {
     self.state.borrow().traits
   }
 
+  fn links_itself(&self, op: &Operation) -> bool {
+    let s = self.state.borrow();
+    s.traits.links && s.unlinkable != Some(op.opcode)
+  }
+
   unsafe fn push(&mut self, op: Operation) -> Result<Place, Full> {
+    let linkable = self.links_itself(&op);
     let mut s = self.state.borrow_mut();
     assert!(
-      !op.link || s.traits.links,
-      "fake: linked operation {:#x} pushed to a backend without links",
+      !op.link || linkable,
+      "fake: linked operation {:#x} pushed to a backend that does not link it",
       op.token
     );
     let result = if s.refuse {

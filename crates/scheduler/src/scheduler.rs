@@ -196,7 +196,23 @@ impl Scheduler {
       linked_before = op.link;
     }
     // SAFETY: forwarded from the caller.
-    let batch = unsafe { Batch::new(ops, results) };
+    let mut batch = unsafe { Batch::new(ops, results) };
+    if self.traits.links {
+      // A chain goes into the backend whole only if the backend links every one of its
+      // operations itself; otherwise the scheduler feeds it, as for a backend without links.
+      let backend = self.backend.as_deref();
+      let mut first = 0;
+      while first < batch.ops.len() {
+        let chain = batch.chain(first);
+        let linked = backend.is_some_and(|backend| {
+          batch.ops[chain.clone()]
+            .iter()
+            .all(|op| backend.links_itself(op))
+        });
+        batch.fed[chain.clone()].fill(!linked);
+        first = chain.end;
+      }
+    }
     let slot = &mut self.slots[index as usize];
     slot.abort_requested = false;
     let token = token::slot_token(index, generation);
@@ -271,7 +287,8 @@ impl Scheduler {
         self.in_backend += 1;
       }
       (Work::Batch(batch), Some(first)) if first < batch.ops.len() => {
-        let chain = if self.traits.links {
+        let links = !batch.fed[first];
+        let chain = if links {
           batch.chain(first)
         } else {
           first..first + 1
@@ -281,7 +298,7 @@ impl Scheduler {
         }
         for position in chain {
           let mut op = batch.ops[position];
-          op.link &= self.traits.links;
+          op.link &= links;
           // SAFETY: the buffer rule, promised by the caller of `start_batch` until the
           // batch is taken, after its last completion was reaped. There is room for the
           // whole chain, so no push in it should fail.
@@ -432,7 +449,7 @@ impl Scheduler {
       {
         batch.record(position, value);
         let abort_requested = slot.abort_requested;
-        if !self.traits.links && batch.ops[position].link {
+        if batch.fed[position] && batch.ops[position].link {
           self.continue_chain(parts, completion.result >= 0 && !abort_requested);
         }
         self.finish_batch_if_done(parts.index);
@@ -441,7 +458,7 @@ impl Scheduler {
     }
   }
 
-  /// For a backend without links: once the operation `parts` names has its result, the
+  /// For a chain the scheduler feeds: once the operation `parts` names has its result, the
   /// next one of its chain goes in (ahead of the queue: its chain was admitted already), or,
   /// when it failed, the rest of the chain settles with `-ECANCELED`.
   fn continue_chain(&mut self, parts: Parts, succeeded: bool) {

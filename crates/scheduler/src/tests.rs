@@ -743,6 +743,44 @@ fn without_links_a_chain_goes_in_one_operation_at_a_time_each_after_a_success() 
 }
 
 #[test]
+fn a_chain_with_an_operation_the_backend_does_not_link_is_fed_one_at_a_time() {
+  let (mut s, f) = scheduler(8, true);
+  f.refuse_to_link(caio_core::Opcode::Fdatasync);
+  let fdsync = || Operation::sync(caio_core::Opcode::Fdatasync, 3, 0);
+  let (b, results) = batch(
+    &mut s,
+    vec![
+      linked(write(8)),
+      linked(fdsync()),
+      fsync(),
+      linked(fsync()),
+      fsync(),
+    ],
+  );
+  assert_eq!(
+    f.pushed_tokens(),
+    [op_token(b, 0), op_token(b, 3), op_token(b, 4)],
+    "the fed chain's head alone; the other chain whole"
+  );
+  assert_eq!(pushed_links(&f), [false, true, false]);
+  s.flush(1);
+  f.complete(op_token(b, 0), 8);
+  s.on_ready();
+  assert_eq!(f.pushed_tokens().last(), Some(&op_token(b, 1)));
+  f.complete(op_token(b, 1), EIO);
+  f.complete(op_token(b, 3), 0);
+  f.complete(op_token(b, 4), 0);
+  s.on_ready();
+  assert_eq!(
+    f.pushed().len(),
+    4,
+    "the rest of the failed chain never went in"
+  );
+  assert_eq!(deliver(&mut s), [(slot(b), 0.0)]);
+  assert_eq!(results.get(), [8.0, EIO as f64, ECANCELED as f64, 0.0, 0.0]);
+}
+
+#[test]
 fn without_links_the_rest_of_a_chain_fails_with_ecanceled_after_a_failure() {
   let (mut s, f) = scheduler(8, false);
   let (b, results) = batch(

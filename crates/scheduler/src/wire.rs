@@ -26,7 +26,17 @@ pub mod result {
   pub const ABORTED: f64 = -1_048_577.0;
   /// Dropped from the queue because the context closed.
   pub const CLOSED: f64 = -1_048_578.0;
+  /// An operation the backend cannot do at all (the `js` backend's `fallocate`): made by
+  /// the facade only, never by the addon, and kept here so that no result takes its number.
+  pub const UNSUPPORTED: f64 = -1_048_579.0;
 }
+
+/// Bytes the facade allots per buffer in a vectored operation's `iovec` area: a 64-bit
+/// `struct iovec`. The addon packs the `iovec`s at the area's start,
+/// [`caio_core::IOVEC_SIZE`] bytes each, and gives the operation that many bytes.
+pub const IOVEC_ROOM: usize = 16;
+/// The most buffers one vectored operation takes: Linux's `IOV_MAX`.
+pub const MAX_IOVECS: usize = 1024;
 
 /// The slot number of the delivery pair that says the context finished closing.
 pub const CLOSED_SLOT: f64 = -1.0;
@@ -116,12 +126,14 @@ pub fn length(len: usize) -> u32 {
   len.min(MAX_LENGTH) as u32
 }
 
-/// Decodes a batch descriptor into operations, asking `buffer(position)` for the memory of
-/// each read or write. Their tokens are left 0 (the scheduler gives them theirs); the last
-/// operation never links on, since nothing of the batch follows it.
+/// Decodes a batch descriptor into operations, asking `buffer(position, opcode)` for the
+/// memory of each operation that has a buffer (its data, `iovec`s or arguments, see
+/// [`Opcode`]). The offset field of `Ftruncate` is its length; syncs have none. Their
+/// tokens are left 0 (the scheduler gives them theirs); the last operation never links on,
+/// since nothing of the batch follows it.
 pub fn decode_batch<E>(
   fields: &[f64],
-  mut buffer: impl FnMut(usize) -> Result<(*mut u8, usize), E>,
+  mut buffer: impl FnMut(usize, Opcode) -> Result<(*mut u8, usize), E>,
 ) -> Result<Vec<Operation>, BatchError<E>> {
   if fields.len() % BATCH_FIELDS != 0 {
     return Err(BatchError::Refused(Refusal::Shape));
@@ -134,20 +146,19 @@ pub fn decode_batch<E>(
     }
     let code = code as u32;
     let opcode = opcode(f64::from(code & 0xff)).map_err(BatchError::Refused)?;
-    // A batch moves data between descriptors it was given: the path operations, whose
-    // buffers hold paths, are single operations only.
-    if !matches!(
-      opcode,
-      Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
-    ) {
+    // A batch works on the data of descriptors it was given: the path operations, whose
+    // buffers hold paths, and open/close/stat are single operations only.
+    if !opcode.is_data() {
       return Err(BatchError::Refused(Refusal::Opcode));
     }
     let mut op = Operation::sync(opcode, fd(field[1]).map_err(BatchError::Refused)?, 0);
     op.link = code & LINK_FLAG != 0;
     op.priority = priority(field[4]);
-    if opcode.uses_buffer() {
+    if !matches!(opcode, Opcode::Fsync | Opcode::Fdatasync) {
       op.offset = offset_halves(field[2], field[3]).map_err(BatchError::Refused)?;
-      let (data, len) = buffer(position).map_err(BatchError::Buffer)?;
+    }
+    if opcode.has_buffer() {
+      let (data, len) = buffer(position, opcode).map_err(BatchError::Buffer)?;
       op.buf = data;
       op.len = length(len);
     }
@@ -172,7 +183,7 @@ pub enum BatchError<E> {
 mod tests {
   use super::*;
 
-  fn none(_: usize) -> Result<(*mut u8, usize), ()> {
+  fn none(_: usize, _: Opcode) -> Result<(*mut u8, usize), ()> {
     Err(())
   }
 
@@ -192,7 +203,7 @@ mod tests {
       7.0, // fdatasync, linked (last: unlinked)
     ];
     let ptr = a.as_mut_ptr();
-    let ops = decode_batch(&fields, |_| Ok::<_, ()>((ptr, 8))).unwrap();
+    let ops = decode_batch(&fields, |_, _| Ok::<_, ()>((ptr, 8))).unwrap();
     assert_eq!(ops.len(), 2);
     assert_eq!(ops[0].opcode, Opcode::Read);
     assert!(ops[0].link);
@@ -204,9 +215,59 @@ mod tests {
   }
 
   #[test]
+  fn decodes_the_storage_engine_operations_and_asks_for_their_buffers() {
+    let mut area = [0u8; 16];
+    let ptr = area.as_mut_ptr();
+    let mut asked = Vec::new();
+    let fields = [
+      [15.0, 3.0, 0.0, 4096.0, 0.0], // readv at 4096
+      [11.0, 3.0, 1.0, 0.0, 0.0],    // ftruncate to 2^32: no buffer
+      [17.0 + f64::from(LINK_FLAG), 3.0, 0.0, 7.0, 0.0],
+      [18.0, 3.0, 0.0, 0.0, 0.0],
+      [19.0, 3.0, 0.0, 0.0, 0.0],
+      [16.0, 3.0, 0.0, 0.0, 0.0],
+    ]
+    .concat();
+    let ops = decode_batch(&fields, |position, opcode| {
+      asked.push((position, opcode));
+      Ok::<_, ()>((ptr, 16))
+    })
+    .unwrap();
+    let opcodes: Vec<Opcode> = ops.iter().map(|op| op.opcode).collect();
+    use Opcode::*;
+    assert_eq!(
+      opcodes,
+      [Readv, Ftruncate, Fallocate, SyncRange, Fadvise, Writev]
+    );
+    assert_eq!(ops[0].offset, 4096);
+    assert_eq!(ops[1].offset, 1 << 32);
+    assert!(ops[1].buf.is_null());
+    assert!(ops[2].link);
+    assert_eq!(ops[2].offset, 7);
+    assert_eq!(
+      asked,
+      [
+        (0, Readv),
+        (2, Fallocate),
+        (3, SyncRange),
+        (4, Fadvise),
+        (5, Writev)
+      ]
+    );
+    for path_op in [4.0, 5.0, 6.0, 14.0] {
+      assert_eq!(
+        decode_batch(&[path_op, 3.0, 0.0, 0.0, 0.0], none).err(),
+        Some(BatchError::Refused(Refusal::Opcode)),
+        "opcode {path_op} is a single operation only"
+      );
+    }
+  }
+
+  #[test]
   fn refuses_every_bad_field() {
     let bad = [
       [9.0, 1.0, 0.0, 0.0, 0.0],
+      [20.0, 1.0, 0.0, 0.0, 0.0],
       [0.5, 1.0, 0.0, 0.0, 0.0],
       [f64::NAN, 1.0, 0.0, 0.0, 0.0],
       [2.0, -1.0, 0.0, 0.0, 0.0],

@@ -75,6 +75,11 @@ impl<B: Backend> Backend for Offload<B> {
     self.inner.traits()
   }
 
+  /// The pool links nothing: a chain with an operation for it is fed by the scheduler.
+  fn links_itself(&self, op: &Operation) -> bool {
+    (self.performs)(&self.inner, op) && self.inner.links_itself(op)
+  }
+
   unsafe fn push(&mut self, op: Operation) -> Result<Place, Full> {
     if (self.performs)(&self.inner, &op) {
       // SAFETY: the caller upholds the buffer rule; it is passed on unchanged.

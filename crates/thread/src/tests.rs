@@ -327,3 +327,13 @@ fn offload_sends_what_the_backend_does_not_do_to_its_pool() {
   assert!(offloaded.pool_started());
   contract::reads_writes_and_syncs(&mut offloaded);
 }
+
+#[test]
+fn vectored_reads_and_writes() {
+  contract::vectored_reads_and_writes(&mut ThreadBackend::new(2, 2).unwrap());
+}
+
+#[test]
+fn range_operations() {
+  contract::range_operations(&mut ThreadBackend::new(2, 2).unwrap());
+}

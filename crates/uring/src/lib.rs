@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use caio_core::local::LocalCompletions;
 use caio_core::sys::Credentials;
-use caio_core::{Backend, Completion, Full, Notifier, Operation, Place, Submitted, Traits};
+use caio_core::{
+  Backend, Completion, Full, Notifier, Opcode, Operation, Place, RangeArgs, Submitted, Traits,
+};
 use io_uring::{opcode, squeue, types, IoUring};
 
 use ring::{build_entry, build_ring};
@@ -146,15 +148,24 @@ impl UringBackend {
   /// Whether this ring does `op` itself; the rest goes to a side pool
   /// (`caio_thread::Offload`). Not: an opcode the kernel lacks (`access` and the whole-file
   /// copy always), a path operation whose buffer lacks a path's NUL (the kernel would read
-  /// past it), and — with SQPOLL, whose kernel thread keeps the credentials the ring was
+  /// past it), a range operation whose buffer lacks its arguments or whose length does not
+  /// fit the entry's 32 bits (`sync_file_range`, `fadvise`), and — with SQPOLL, whose kernel thread keeps the credentials the ring was
   /// set up with — any operation the kernel checks credentials for, once the process has
   /// changed its own.
   pub fn performs(&self, op: &Operation) -> bool {
     if self.opcodes & (1 << op.opcode as u32) == 0 {
       return false;
     }
-    if op.opcode.uses_buffer() || !op.opcode.has_buffer() {
+    if op.opcode.uses_buffer() || op.opcode.is_vectored() || !op.opcode.has_buffer() {
       return true;
+    }
+    if op.opcode.takes_range() {
+      // SAFETY: the pusher upholds the buffer rule for `op`.
+      return match unsafe { RangeArgs::of(op) } {
+        // The entry carries the length of a sync_file_range or a fadvise in 32 bits.
+        Some(args) => op.opcode == Opcode::Fallocate || args.length <= u64::from(u32::MAX),
+        None => false,
+      };
     }
     // SAFETY: the pusher upholds the buffer rule for `op`.
     if !unsafe { caio_core::paths::well_formed(op) } {
@@ -297,6 +308,22 @@ impl Backend for UringBackend {
       links: true,
       cheap_submit: true,
     }
+  }
+
+  /// io_uring cancels the rest of a chain only after an operation that marks its own
+  /// failure: reads and writes (vectored or not) and `fadvise` do, but a failed `fsync`,
+  /// `fdatasync`, `fallocate`, `sync_file_range` or `ftruncate` lets the next operation
+  /// run (measured on 6.18). Those may end a chain here, never link on.
+  fn links_itself(&self, op: &Operation) -> bool {
+    !op.link
+      || !matches!(
+        op.opcode,
+        Opcode::Fsync
+          | Opcode::Fdatasync
+          | Opcode::Fallocate
+          | Opcode::SyncRange
+          | Opcode::Ftruncate
+      )
   }
 
   #[inline]

@@ -20,8 +20,8 @@ const REQUIRED: [(u8, &str); 4] = [
 ];
 
 /// The `caio_core::Opcode`s `ring` does, one bit each: the data operations always (the
-/// probe made sure), each path operation when the kernel has its opcode. `access` and the
-/// whole-file copy have none.
+/// probe made sure), each path and storage-engine operation when the kernel has its
+/// opcode. `access` and the whole-file copy have none.
 pub(crate) fn supported_opcodes(ring: &IoUring) -> u32 {
   let data = [
     Opcode::Read,
@@ -43,6 +43,11 @@ pub(crate) fn supported_opcodes(ring: &IoUring) -> u32 {
     (Opcode::Rename, opcode::RenameAt::CODE),
     (Opcode::Mkdir, opcode::MkDirAt::CODE),
     (Opcode::Ftruncate, opcode::Ftruncate::CODE),
+    (Opcode::Readv, opcode::Readv::CODE),
+    (Opcode::Writev, opcode::Writev::CODE),
+    (Opcode::Fallocate, opcode::Fallocate::CODE),
+    (Opcode::SyncRange, opcode::SyncFileRange::CODE),
+    (Opcode::Fadvise, opcode::Fadvise::CODE),
   ];
   for (op, code) in by_kernel {
     if probe.is_supported(code) {

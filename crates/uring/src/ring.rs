@@ -3,7 +3,7 @@
 
 use std::io;
 
-use caio_core::{Opcode, Operation, AT_CURSOR, STATX_SIZE};
+use caio_core::{Opcode, Operation, RangeArgs, AT_CURSOR, IOVEC_SIZE, STATX_SIZE};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use crate::UringBackend;
@@ -54,6 +54,9 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
     Opcode::Fdatasync => opcode::Fsync::new(fd)
       .flags(types::FsyncFlags::DATASYNC)
       .build(),
+    Opcode::Readv | Opcode::Writev | Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise => {
+      build_storage_entry(op, offset)
+    }
     _ => build_path_entry(op),
   }
   .user_data(user_data);
@@ -61,6 +64,41 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
     entry.flags(squeue::Flags::IO_LINK)
   } else {
     entry
+  }
+}
+
+/// The entry of a vectored or range operation. `performs` made sure that a range
+/// operation's buffer holds its arguments and that its length fits the entry.
+#[cold]
+fn build_storage_entry(op: &Operation, offset: u64) -> squeue::Entry {
+  let fd = types::Fd(op.fd);
+  let iovecs = (op.len as usize / IOVEC_SIZE) as u32;
+  // SAFETY: the pusher upholds the buffer rule for the argument area (checked by
+  // `performs` to be long enough); a vectored operation's buffer is not read here.
+  let args = unsafe { RangeArgs::of(op) }.unwrap_or(RangeArgs {
+    length: 0,
+    flags: 0,
+  });
+  match op.opcode {
+    Opcode::Readv => opcode::Readv::new(fd, op.buf.cast::<libc::iovec>(), iovecs)
+      .offset(offset)
+      .ioprio(op.priority)
+      .build(),
+    Opcode::Writev => opcode::Writev::new(fd, op.buf.cast::<libc::iovec>(), iovecs)
+      .offset(offset)
+      .ioprio(op.priority)
+      .build(),
+    Opcode::Fallocate => opcode::Fallocate::new(fd, args.length)
+      .offset(offset)
+      .mode(args.flags as i32)
+      .build(),
+    Opcode::SyncRange => opcode::SyncFileRange::new(fd, args.length as u32)
+      .offset(offset)
+      .flags(args.flags)
+      .build(),
+    _ => opcode::Fadvise::new(fd, args.length as libc::off_t, args.flags as i32)
+      .offset(offset)
+      .build(),
   }
 }
 
@@ -106,6 +144,11 @@ fn build_path_entry(op: &Operation) -> squeue::Entry {
     | Opcode::Write
     | Opcode::Fsync
     | Opcode::Fdatasync
+    | Opcode::Readv
+    | Opcode::Writev
+    | Opcode::Fallocate
+    | Opcode::SyncRange
+    | Opcode::Fadvise
     | Opcode::Access
     | Opcode::Copyfile
     | Opcode::ReadSmall => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),

@@ -157,13 +157,11 @@ fn retryable(slot: &Slot, result: i32) -> bool {
   result == -libc::EINTR || !caio_core::sys::is_nonblocking(slot.op.fd)
 }
 
-/// Whether the operation's `-EAGAIN`/`-EINTR` means "try again" (the data operations).
+/// Whether the operation's `-EAGAIN`/`-EINTR` means "try again": the data operations, which
+/// a retry repeats exactly (`ftruncate` counts as a path operation here).
 fn retries_alone(opcode: caio_core::Opcode) -> bool {
   use caio_core::Opcode;
-  matches!(
-    opcode,
-    Opcode::Read | Opcode::Write | Opcode::Fsync | Opcode::Fdatasync
-  )
+  opcode.is_data() && opcode != Opcode::Ftruncate
 }
 
 /// The `user_data` naming slot `index` in its current generation.

@@ -927,3 +927,80 @@ fn does_the_path_opcodes_the_kernel_has_and_refuses_the_rest() {
   ring.submit(false).unwrap();
   assert_eq!(run_until_done(&mut ring, 1), [done(1, EINVAL)]);
 }
+
+#[test]
+fn vectored_reads_and_writes() {
+  contract::vectored_reads_and_writes(&mut backend(2));
+}
+
+#[test]
+fn storage_operations_link() {
+  contract::storage_operations_link(&mut backend(4));
+}
+
+#[test]
+fn range_operations_with_the_side_pool() {
+  let mut offloaded = caio_thread::Offload::new(backend(4), UringBackend::performs);
+  contract::range_operations(&mut offloaded);
+  assert!(
+    offloaded.pool_started(),
+    "a sync_file_range or fadvise longer than 32 bits does not fit an entry"
+  );
+}
+
+#[test]
+fn does_the_range_opcodes_whose_arguments_fit_an_entry() {
+  let ring = backend(4);
+  let mut area = [0u8; caio_core::RANGE_ARGS_SIZE];
+  let mut with = |opcode, length: u64| {
+    area = caio_core::RangeArgs { length, flags: 0 }.encode();
+    Operation {
+      buf: area.as_mut_ptr(),
+      len: area.len() as u32,
+      ..Operation::sync(opcode, 0, 1)
+    }
+  };
+  for opcode in [Opcode::Fallocate, Opcode::SyncRange, Opcode::Fadvise] {
+    assert!(ring.performs(&with(opcode, 4096)), "{opcode:?}");
+  }
+  assert!(ring.performs(&with(Opcode::Fallocate, 1 << 40)));
+  assert!(!ring.performs(&with(Opcode::SyncRange, 1 << 32)));
+  assert!(!ring.performs(&with(Opcode::Fadvise, 1 << 32)));
+  let short = Operation {
+    len: 8,
+    ..with(Opcode::Fallocate, 4096)
+  };
+  assert!(!ring.performs(&short), "an argument area too short");
+  assert!(ring.performs(&Operation::sync(Opcode::Readv, 0, 1)));
+}
+
+#[test]
+fn links_only_the_operations_whose_failure_the_kernel_lets_break_a_chain() {
+  let ring = backend(4);
+  let linked_op = |opcode| caio_core::testing::linked(Operation::sync(opcode, 0, 1));
+  for opcode in [
+    Opcode::Read,
+    Opcode::Write,
+    Opcode::Readv,
+    Opcode::Writev,
+    Opcode::Fadvise,
+  ] {
+    assert!(ring.links_itself(&linked_op(opcode)), "{opcode:?}");
+  }
+  for opcode in [
+    Opcode::Fsync,
+    Opcode::Fdatasync,
+    Opcode::Fallocate,
+    Opcode::SyncRange,
+    Opcode::Ftruncate,
+  ] {
+    assert!(
+      !ring.links_itself(&linked_op(opcode)),
+      "{opcode:?} linking on"
+    );
+    assert!(
+      ring.links_itself(&Operation::sync(opcode, 0, 1)),
+      "{opcode:?} at the end of a chain"
+    );
+  }
+}

@@ -473,3 +473,306 @@ pub fn read_small_reads_a_file_whole_or_hands_it_over(backend: &mut dyn Backend)
     -(libc::ENOENT as i64)
   );
 }
+
+/// A range operation (`Fallocate`, `SyncRange`, `Fadvise`) on `fd` over `length` bytes at
+/// `offset`, its arguments in `area`.
+fn range_op(
+  opcode: Opcode,
+  fd: i32,
+  offset: u64,
+  length: u64,
+  flags: u32,
+  area: &mut [u8; crate::RANGE_ARGS_SIZE],
+) -> Operation {
+  *area = crate::RangeArgs { length, flags }.encode();
+  Operation {
+    offset,
+    buf: area.as_mut_ptr(),
+    len: area.len() as u32,
+    ..Operation::sync(opcode, fd, 11)
+  }
+}
+
+/// A vectored operation over `buffers`, its iovecs in `iovecs`.
+fn vectored(
+  opcode: Opcode,
+  fd: i32,
+  offset: u64,
+  buffers: &mut [&mut [u8]],
+  iovecs: &mut Vec<libc::iovec>,
+) -> Operation {
+  iovecs.clear();
+  iovecs.extend(buffers.iter_mut().map(|buffer| libc::iovec {
+    iov_base: buffer.as_mut_ptr().cast(),
+    iov_len: buffer.len(),
+  }));
+  Operation {
+    offset,
+    buf: iovecs.as_mut_ptr().cast(),
+    len: (iovecs.len() * crate::IOVEC_SIZE) as u32,
+    ..Operation::sync(opcode, fd, 12)
+  }
+}
+
+/// `fstat`'s size and 512-byte blocks of `file`.
+fn size_and_blocks(file: &File) -> (u64, u64) {
+  use std::os::unix::fs::MetadataExt;
+  let meta = file.metadata().unwrap();
+  (meta.len(), meta.blocks())
+}
+
+/// `Readv` and `Writev` move their buffers in order at the offset (empty buffers among
+/// them), a vectored read comes back short at end of file, both fail as `preadv` and
+/// `pwritev` do, and at [`AT_CURSOR`](crate::AT_CURSOR) they use and move the file
+/// position as `readv` and `writev` do. Needs a capacity of 1.
+pub fn vectored_reads_and_writes(backend: &mut dyn Backend) {
+  const EINVAL: i64 = -(libc::EINVAL as i64);
+  let file = temp_file(b"0123456789");
+  let fd = file.as_raw_fd();
+  let mut iovecs = Vec::new();
+  let (mut a, mut b, mut c) = (*b"ab", *b"", *b"cde");
+  let write = vectored(
+    Opcode::Writev,
+    fd,
+    2,
+    &mut [&mut a, &mut b, &mut c],
+    &mut iovecs,
+  );
+  assert_eq!(run_one(backend, write), 5);
+  assert_eq!(
+    std::fs::read(format!("/proc/self/fd/{fd}")).unwrap(),
+    b"01abcde789"
+  );
+  let (mut x, mut y, mut z) = ([0u8; 3], [0u8; 0], [0xAAu8; 8]);
+  let read = vectored(
+    Opcode::Readv,
+    fd,
+    1,
+    &mut [&mut x, &mut y, &mut z],
+    &mut iovecs,
+  );
+  assert_eq!(run_one(backend, read), 9, "short at end of file");
+  assert_eq!((&x, &z[..6]), (b"1ab", &b"cde789"[..]));
+  assert!(
+    z[6..].iter().all(|&byte| byte == 0xAA),
+    "nothing past the end touched"
+  );
+  let read = vectored(Opcode::Readv, -1, 0, &mut [&mut x], &mut iovecs);
+  assert_eq!(run_one(backend, read), EBADF);
+  let read = vectored(
+    Opcode::Readv,
+    fd,
+    i64::MAX as u64 + 1,
+    &mut [&mut x],
+    &mut iovecs,
+  );
+  assert_eq!(run_one(backend, read), EINVAL, "an offset past i64::MAX");
+  let past = vectored(Opcode::Readv, fd, 100, &mut [&mut x], &mut iovecs);
+  assert_eq!(run_one(backend, past), 0, "empty past the end");
+
+  // SAFETY: takes no pointer; moves the position of the descriptor this test made.
+  assert_eq!(unsafe { libc::lseek(fd, 8, libc::SEEK_SET) }, 8);
+  let (mut p, mut q) = (*b"P", *b"QR");
+  let at_cursor = vectored(
+    Opcode::Writev,
+    fd,
+    crate::AT_CURSOR,
+    &mut [&mut p, &mut q],
+    &mut iovecs,
+  );
+  assert_eq!(
+    run_one(backend, at_cursor),
+    3,
+    "a writev at the file position"
+  );
+  assert_eq!(
+    std::fs::read(format!("/proc/self/fd/{fd}")).unwrap(),
+    b"01abcde7PQR"
+  );
+  // SAFETY: as above.
+  assert_eq!(unsafe { libc::lseek(fd, 2, libc::SEEK_SET) }, 2);
+  let mut two = [0u8; 2];
+  let read = vectored(
+    Opcode::Readv,
+    fd,
+    crate::AT_CURSOR,
+    &mut [&mut two, &mut x],
+    &mut iovecs,
+  );
+  assert_eq!(run_one(backend, read), 5, "a readv at the file position");
+  assert_eq!((&two, &x), (b"ab", b"cde"));
+  // SAFETY: as above.
+  let position = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
+  assert_eq!(position, 7, "and it moved the position");
+}
+
+/// `Fallocate` allocates (growing the file or, with `KEEP_SIZE`, not), punches holes that
+/// read back as zeros, and refuses what `fallocate(2)` refuses; `SyncRange` and `Fadvise`
+/// do what their calls do and fail as they fail. Needs a capacity of 1.
+pub fn range_operations(backend: &mut dyn Backend) {
+  const EINVAL: i64 = -(libc::EINVAL as i64);
+  const ESPIPE: i64 = -(libc::ESPIPE as i64);
+  const KEEP_SIZE: u32 = libc::FALLOC_FL_KEEP_SIZE as u32;
+  const PUNCH_HOLE: u32 = libc::FALLOC_FL_PUNCH_HOLE as u32;
+  let file = temp_file(b"");
+  let fd = file.as_raw_fd();
+  let mut area = [0u8; crate::RANGE_ARGS_SIZE];
+  let keep = range_op(Opcode::Fallocate, fd, 0, 1 << 20, KEEP_SIZE, &mut area);
+  assert_eq!(run_one(backend, keep), 0);
+  let (size, blocks) = size_and_blocks(&file);
+  assert_eq!(size, 0, "KEEP_SIZE keeps the size");
+  assert!(blocks >= 2048, "1 MiB allocated: {blocks} blocks");
+  let grow = range_op(Opcode::Fallocate, fd, 4096, 8192, 0, &mut area);
+  assert_eq!(run_one(backend, grow), 0);
+  assert_eq!(
+    size_and_blocks(&file).0,
+    12288,
+    "a plain fallocate grows the file"
+  );
+
+  let mut data = vec![0x5Au8; 12288];
+  assert_eq!(
+    run_one(backend, op(Opcode::Write, fd, 0, &mut data, 1)),
+    12288
+  );
+  let mut area2 = [0u8; crate::RANGE_ARGS_SIZE];
+  let punch = range_op(
+    Opcode::Fallocate,
+    fd,
+    4096,
+    4096,
+    PUNCH_HOLE | KEEP_SIZE,
+    &mut area2,
+  );
+  assert_eq!(run_one(backend, punch), 0);
+  let mut back = vec![0xFFu8; 12288];
+  assert_eq!(
+    run_one(backend, op(Opcode::Read, fd, 0, &mut back, 2)),
+    12288
+  );
+  assert!(back[..4096].iter().all(|&b| b == 0x5A));
+  assert!(
+    back[4096..8192].iter().all(|&b| b == 0),
+    "the hole reads as zeros"
+  );
+  assert!(back[8192..].iter().all(|&b| b == 0x5A));
+  assert_eq!(size_and_blocks(&file).0, 12288, "punching keeps the size");
+  let alone = range_op(Opcode::Fallocate, fd, 0, 4096, PUNCH_HOLE, &mut area);
+  assert_eq!(
+    run_one(backend, alone),
+    -(libc::EOPNOTSUPP as i64),
+    "PUNCH_HOLE needs KEEP_SIZE"
+  );
+  let empty = range_op(Opcode::Fallocate, fd, 0, 0, 0, &mut area);
+  assert_eq!(run_one(backend, empty), EINVAL, "a length of 0");
+  let bad_fd = range_op(Opcode::Fallocate, -1, 0, 4096, 0, &mut area);
+  assert_eq!(run_one(backend, bad_fd), EBADF);
+
+  let write_out = libc::SYNC_FILE_RANGE_WRITE;
+  let wait_all = write_out | libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+  for (length, flags) in [(0, write_out), (4096, wait_all), (1 << 33, wait_all)] {
+    let sync = range_op(Opcode::SyncRange, fd, 0, length, flags, &mut area);
+    assert_eq!(run_one(backend, sync), 0, "sync_file_range of {length}");
+  }
+  let bad_flags = range_op(Opcode::SyncRange, fd, 0, 0, 8, &mut area);
+  assert_eq!(run_one(backend, bad_flags), EINVAL);
+  let bad_fd = range_op(Opcode::SyncRange, -1, 0, 0, write_out, &mut area);
+  assert_eq!(run_one(backend, bad_fd), EBADF);
+
+  for (length, advice) in [
+    (0, libc::POSIX_FADV_WILLNEED),
+    (1 << 33, libc::POSIX_FADV_DONTNEED),
+  ] {
+    let advise = range_op(Opcode::Fadvise, fd, 0, length, advice as u32, &mut area);
+    assert_eq!(run_one(backend, advise), 0, "fadvise of {length}");
+  }
+  let bad_advice = range_op(Opcode::Fadvise, fd, 0, 0, 99, &mut area);
+  assert_eq!(run_one(backend, bad_advice), EINVAL);
+  let (pipe_read, _pipe_write) = super::pipe();
+  let on_pipe = range_op(Opcode::Fadvise, pipe_read.as_raw_fd(), 0, 0, 0, &mut area);
+  assert_eq!(run_one(backend, on_pipe), ESPIPE);
+  let mut short = [0u8; 4];
+  let truncated = Operation {
+    buf: short.as_mut_ptr(),
+    len: 4,
+    ..Operation::sync(Opcode::Fallocate, fd, 13)
+  };
+  assert_eq!(
+    run_one(backend, truncated),
+    EINVAL,
+    "an argument area too short"
+  );
+}
+
+/// A backend that links: `Writev` → `Fadvise` → `Fdatasync` linked run in order and
+/// succeed, and a failing `Writev` at the head of a chain cancels the `Readv` and the sync
+/// behind it. Needs a capacity of 3.
+pub fn storage_operations_link(backend: &mut dyn Backend) {
+  assert!(backend.traits().links, "this backend declares no links");
+  let file = temp_file(b"");
+  let fd = file.as_raw_fd();
+  let mut iovecs = Vec::new();
+  let (mut a, mut b) = (*b"log ", *b"entry");
+  let mut area = [0u8; crate::RANGE_ARGS_SIZE];
+  let mut write = vectored(Opcode::Writev, fd, 0, &mut [&mut a, &mut b], &mut iovecs);
+  write.token = 1;
+  let mut advise = range_op(
+    Opcode::Fadvise,
+    fd,
+    0,
+    0,
+    libc::POSIX_FADV_DONTNEED as u32,
+    &mut area,
+  );
+  advise.token = 2;
+  let chain = [
+    linked(write),
+    linked(advise),
+    Operation::sync(Opcode::Fdatasync, fd, 3),
+  ];
+  assert!(chain.iter().all(|op| backend.links_itself(op)));
+  // SAFETY: the buffers, iovecs and argument area outlive the reap below.
+  unsafe {
+    for op in chain {
+      backend.push(op).unwrap();
+    }
+  }
+  backend.submit(false).unwrap();
+  assert_eq!(
+    run_until_done(backend, 3),
+    [done(1, 9), done(2, 0), done(3, 0)]
+  );
+  assert_eq!(
+    std::fs::read(format!("/proc/self/fd/{fd}")).unwrap(),
+    b"log entry"
+  );
+
+  let read_only = File::open(format!("/proc/self/fd/{fd}")).unwrap();
+  let mut more = *b"never";
+  let mut refused = vectored(
+    Opcode::Writev,
+    read_only.as_raw_fd(),
+    0,
+    &mut [&mut more],
+    &mut iovecs,
+  );
+  refused.token = 4;
+  let mut back = [0u8; 4];
+  let mut back_iovecs = Vec::new();
+  let mut read = vectored(Opcode::Readv, fd, 0, &mut [&mut back], &mut back_iovecs);
+  read.token = 5;
+  // SAFETY: as above.
+  unsafe {
+    backend.push(linked(refused)).unwrap();
+    backend.push(linked(read)).unwrap();
+    backend
+      .push(Operation::sync(Opcode::Fdatasync, fd, 6))
+      .unwrap();
+  }
+  backend.submit(false).unwrap();
+  assert_eq!(
+    run_until_done(backend, 3),
+    [done(4, EBADF), done(5, ECANCELED), done(6, ECANCELED)]
+  );
+  assert_eq!(back, [0; 4], "the cancelled read never ran");
+}

@@ -173,6 +173,48 @@ impl Env {
     Ok((data.cast(), length))
   }
 
+  #[cfg(unix)]
+  /// The `iovec` area of a vectored operation, filled in: `vector` is the facade's array of
+  /// the area (a `Uint8Array` of `IOVEC_ROOM` bytes per buffer) followed by the buffers.
+  /// Writes one `iovec` per buffer, each describing the buffer's real extent, at the area's
+  /// start, and returns where they start and their size in bytes: the operation's buffer.
+  /// Fails when the shape is not that, without writing anything.
+  pub fn io_vector(self, vector: sys::napi_value) -> Result<(*mut u8, usize), &'static str> {
+    use caio_scheduler::wire::{IOVEC_ROOM, MAX_IOVECS};
+    let area = self
+      .element(vector, 0)
+      .map_err(|_| "a vector must be an array")?;
+    let (area, room) = self
+      .view_bytes(area)
+      .map_err(|_| "a vector must start with its iovec area")?;
+    let count = room / IOVEC_ROOM;
+    if room % IOVEC_ROOM != 0
+      || count > MAX_IOVECS
+      || (count > 0 && area.align_offset(std::mem::align_of::<libc::iovec>()) != 0)
+    {
+      return Err("a vector's iovec area must be an aligned Uint8Array of 16 bytes per buffer");
+    }
+    let mut iovecs = Vec::with_capacity(count);
+    for index in 0..count {
+      let buffer = self
+        .element(vector, index as u32 + 1)
+        .map_err(|_| "a vector must be an array")?;
+      let (data, len) = self
+        .view_bytes(buffer)
+        .map_err(|_| "a vector's buffers must be ArrayBufferViews")?;
+      iovecs.push(libc::iovec {
+        iov_base: data.cast(),
+        iov_len: len,
+      });
+    }
+    // SAFETY: `area` spans `room` writable bytes of the facade's own Uint8Array, which no
+    // JavaScript reads or writes (`lib/native.ts` makes it and only pins it); `count`
+    // iovecs of `IOVEC_SIZE <= IOVEC_ROOM` bytes fit in it, and it is aligned for them
+    // (checked above). No JavaScript runs during the copy.
+    unsafe { ptr::copy_nonoverlapping(iovecs.as_ptr(), area.cast::<libc::iovec>(), count) };
+    Ok((area, count * caio_core::IOVEC_SIZE))
+  }
+
   /// Calls `f(args…)` with `undefined` as `this`.
   pub fn call(self, f: sys::napi_value, args: &[sys::napi_value]) -> JsResult<sys::napi_value> {
     let mut result = ptr::null_mut();
