@@ -74,6 +74,21 @@ async function main() {
       if (row.available) assert.equal(row.completions, onNode ? 'libuv' : 'threadsafe-function', row.name)
     }
   })
+  await check("the ES-module entry points give the CommonJS modules' own exports", async () => {
+    const esm = await import(join(root, 'dist', 'index.mjs'))
+    assert.equal(esm.Context, caio.Context)
+    assert.equal(esm.default, caio)
+    const fsEsm = await import(join(root, 'dist', 'subpath', 'fs.mjs'))
+    assert.equal(fsEsm.readFile, caioFs.readFile)
+    const ctx = new esm.Context()
+    try {
+      const path = join(dir, 'esm.txt')
+      await fsEsm.writeFile(path, 'through the ES-module entry')
+      assert.equal((await ctx.readFile(path)).toString(), 'through the ES-module entry')
+    } finally {
+      await ctx.close()
+    }
+  })
   await check('new Context() picks the first available backend (uring here)', async () => {
     const ctx = new caio.Context()
     try {
