@@ -860,6 +860,8 @@ fsTest('FileHandle.writev writes the buffers in turn, at a position and at the f
         () => forms(fh).writev([Buffer.from('Y'), Buffer.alloc(0), Buffer.from('Z')], null),
         () => fh.writev([]),
         () => fh.writev([Buffer.from('E')], 20),
+        // Past IOV_MAX (1024) buffers Node writes them all.
+        () => fh.writev(Array.from({ length: 1500 }, (_, i) => Buffer.from([i & 255, 1, 2])), 30),
       ]),
     ),
 })
@@ -875,6 +877,18 @@ fsTest('FileHandle.readv fills the buffers in turn, at a position and at the fil
         () => fh.readv([Buffer.alloc(40), Buffer.alloc(10)], 10),
         () => fh.readv([Buffer.alloc(4)], 1000),
         () => fh.readv([]),
+      ]),
+    ),
+})
+
+fsTest('FileHandle.readv of more buffers than IOV_MAX fills the first 1024 only, as Node does', {
+  setup: file('f', Buffer.from(Array.from({ length: 6000 }, (_, i) => (i * 7) & 255))),
+  run: (r) =>
+    withHandle(r, 'f', 'r', (fh) =>
+      steps(r, [
+        () => fh.readv(Array.from({ length: 1500 }, () => Buffer.alloc(3)), 0),
+        () => forms(fh).readv(Array.from({ length: 1025 }, () => Buffer.alloc(2)), null),
+        () => fh.readv(Array.from({ length: 1024 }, () => Buffer.alloc(5)), 100),
       ]),
     ),
 })

@@ -14,7 +14,7 @@ import { constants as osConstants } from 'node:os'
 import { Fulfil } from './engine'
 import { invalidArgType, invalidArgValue, outOfRange, systemError } from './errors'
 import type { CodedError } from './errors'
-import { readAt, readFileSettings, readWhole, writeAt, writeData, writeFileSettings, writesOf } from './file-io'
+import { readAt, readFileSettings, readWhole, vectoredAt, writeAt, writeData, writeFileSettings, writesOf } from './file-io'
 import type { Files, WriteFileData } from './file-io'
 import { checkInteger } from './fs-args'
 import { FileReadStream, FileWriteStream } from './streams'
@@ -106,22 +106,6 @@ function bytesOf(view: ArrayBufferView, offset: number, length: number): Uint8Ar
 }
 
 type Span = { offset?: unknown; length?: unknown; position?: unknown }
-
-/**
- * Moves each buffer in turn through `io`, from `position` (or the file position) on, until
- * one moves short: the bytes moved in all, as one `preadv`/`pwritev` reports them.
- */
-async function eachInTurn(buffers: readonly ArrayBufferView[], position: Offset | null, io: (view: ArrayBufferView, at: Offset | null) => Promise<number>): Promise<number> {
-  let at = position
-  let moved = 0
-  for (const view of buffers) {
-    const count = await io(view, at)
-    moved += count
-    if (at !== null) at = typeof at === 'bigint' ? at + BigInt(count) : at + count
-    if (count < view.byteLength) break
-  }
-  return moved
-}
 
 /** An open file. Close it (or `await using` it) when done. */
 export class FileHandle extends EventEmitter implements AsyncDisposable {
@@ -219,22 +203,23 @@ export class FileHandle extends EventEmitter implements AsyncDisposable {
     })
   }
 
-  /** Reads into each buffer in turn, from `position` (or the file position) on. */
+  /** `preadv`/`readv`: reads into each buffer in turn, from `position` (or the file position) on. */
   readv<T extends readonly ArrayBufferView[]>(buffers: T, position?: Position): Promise<{ bytesRead: number; buffers: T }> {
     return this.#use('readv', async (fd) => {
       checkViews(buffers)
       // libuv refuses a read into no buffers at all.
       if (buffers.length === 0) throw systemError(-EINVAL, 'read')
-      const bytesRead = await eachInTurn(buffers, checkPosition(position), (view, at) => readAt(this.#files, fd, view, at))
+      const bytesRead = await vectoredAt(this.#files, Opcode.Readv, fd, buffers, checkPosition(position))
       return { __proto__: null, bytesRead, buffers } as { bytesRead: number; buffers: T }
     })
   }
 
-  /** Writes each buffer in turn, at `position` (or the file position) on. */
+  /** `pwritev`/`writev`: writes each buffer in turn, at `position` (or the file position) on. */
   writev<T extends readonly ArrayBufferView[]>(buffers: T, position?: Position): Promise<{ bytesWritten: number; buffers: T }> {
     return this.#use('writev', async (fd) => {
       checkViews(buffers)
-      const bytesWritten = await eachInTurn(buffers, checkPosition(position), (view, at) => writeAt(this.#files, fd, view, at))
+      // Node answers an empty writev without asking the file.
+      const bytesWritten = buffers.length === 0 ? 0 : await vectoredAt(this.#files, Opcode.Writev, fd, buffers, checkPosition(position))
       return { __proto__: null, bytesWritten, buffers } as { bytesWritten: number; buffers: T }
     })
   }

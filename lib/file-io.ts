@@ -17,7 +17,8 @@ import { wholeFileBuffer } from './native'
 import { FIRST_READ, giveBack, takeScratch } from './scratch'
 import { validateBoolean, validateSignal } from './validate'
 import type { Offset } from './validate'
-import { AT_CURSOR, Opcode } from './wire'
+import { AT_CURSOR, IOVEC_ROOM, MAX_IOVECS, Opcode } from './wire'
+import type { IoVector } from './wire'
 
 /** The most one read moves (as one `read(2)` does on Linux). */
 const MAX_READ = 0x7fffffff
@@ -38,6 +39,28 @@ export function readAt(files: Files, fd: number, view: ArrayBufferView, position
 /** Writes `view` to `fd` at `position` (or at the file position): the count written. */
 export function writeAt(files: Files, fd: number, view: ArrayBufferView, position: Offset | null, signal?: AbortSignal): Promise<number> {
   return files.engine.start(Opcode.Write, fd, position ?? AT_CURSOR, view, 0, Fulfil.Count, signal) as Promise<number>
+}
+
+/**
+ * Reads into `buffers` (`Opcode.Readv`) or writes them (`Opcode.Writev`) from `position`
+ * (or the file position) on, as Node's `FileHandle.readv`/`writev` do: one vectored
+ * operation of at most `MAX_IOVECS` buffers for a read (libuv reads into the first
+ * `IOV_MAX` and no more), and for a write one per `MAX_IOVECS`, each after the one before
+ * wrote all it asked. Resolves the bytes moved in all.
+ */
+export async function vectoredAt(files: Files, opcode: Opcode.Readv | Opcode.Writev, fd: number, buffers: readonly ArrayBufferView[], position: Offset | null): Promise<number> {
+  let at = position
+  let moved = 0
+  const end = opcode === Opcode.Readv ? Math.min(buffers.length, MAX_IOVECS) : buffers.length
+  for (let first = 0; first < end; first += MAX_IOVECS) {
+    const views = buffers.slice(first, first + MAX_IOVECS)
+    const vector: IoVector = [new Uint8Array(views.length * IOVEC_ROOM), ...views]
+    const count = (await files.engine.start(opcode, fd, at ?? AT_CURSOR, vector, 0, Fulfil.Count, undefined)) as number
+    moved += count
+    if (count < views.reduce((sum, view) => sum + view.byteLength, 0)) break
+    if (at !== null) at = typeof at === 'bigint' ? at + BigInt(count) : at + count
+  }
+  return moved
 }
 
 /** Throws Node's AbortError when `signal` has fired. */
