@@ -18,11 +18,12 @@ export interface FilesSpec {
   contender: string
   /**
    * `small-read`: `count` files `0`…`count-1` in `dir`; `big-read`: the one file `dir/big`;
+   * `huge-read`: the one sparse 3 GiB file `dir/huge`, which Node's own readFile refuses;
    * `small-write`: files written into `dir`; `stream-read`: `dir/big` through a read stream
    * with default options; `isolation`: the small reads, with one `fs.promises.stat` loop
    * beside them whose latency is the figure.
    */
-  workload: 'small-read' | 'big-read' | 'small-write' | 'stream-read' | 'isolation'
+  workload: 'small-read' | 'big-read' | 'huge-read' | 'small-write' | 'stream-read' | 'isolation'
   dir: string
   count: number
   /** Bytes each small write writes. */
@@ -153,7 +154,8 @@ async function measureWithP99(spec: FilesSpec, w: Way, seconds: number): Promise
 }
 
 async function measure(spec: FilesSpec, w: Way, seconds: number): Promise<number> {
-  const pathOf = (index: number): string => (spec.workload === 'big-read' ? join(spec.dir, 'big') : join(spec.dir, String(index % spec.count)))
+  const whole = spec.workload === 'big-read' ? 'big' : spec.workload === 'huge-read' ? 'huge' : undefined
+  const pathOf = (index: number): string => join(spec.dir, whole ?? String(index % spec.count))
   const data = Buffer.alloc(spec.size, 0x61)
   if (spec.workload === 'small-write') {
     if (w.writeSync) return driveSync(seconds, (i) => w.writeSync!(pathOf(i), data))
@@ -173,7 +175,7 @@ async function measure(spec: FilesSpec, w: Way, seconds: number): Promise<number
     return done
   }
   if (!w.read) throw new Error(`${spec.contender} does not read`)
-  return drive(spec.workload === 'big-read' ? 1 : spec.depth, seconds, (i) => w.read!(pathOf(i)))
+  return drive(whole !== undefined ? 1 : spec.depth, seconds, (i) => w.read!(pathOf(i)))
 }
 
 async function main(): Promise<void> {

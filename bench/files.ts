@@ -7,10 +7,12 @@
  *   node dist/bench/files.js [--rounds 7] [--seconds 0.5] [--contenders a,b] [--workloads small-read,big-read,small-write] [--json out.json]
  *
  * Workloads: 10,000 files of 4 KiB read whole, 64 in flight (page cache); one 256 MiB file
- * read whole, one at a time (page cache); 10,000 files of 4 KiB written whole, 64 in flight.
+ * read whole, one at a time (page cache); one sparse 3 GiB file read whole (Node's own
+ * readFile refuses it: its row says so); 10,000 files of 4 KiB written whole, 64 in flight;
+ * a 256 MiB file streamed; the isolation row.
  */
 import { spawnSync } from 'node:child_process'
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -23,6 +25,8 @@ const WORKER = join(__dirname, 'files-worker.js')
 const SMALL_FILES = 10_000
 const SMALL_SIZE = 4096
 const BIG_SIZE = 256 * 1024 * 1024
+/** Past 2 GiB, which `fs.promises.readFile` and `readFileSync` refuse (nodejs/node#55864). */
+const HUGE_SIZE = 3 * 1024 * 1024 * 1024
 
 type Workload = FilesSpec['workload']
 
@@ -33,8 +37,8 @@ interface Contender {
   workloads: readonly Workload[]
 }
 
-const READS: readonly Workload[] = ['small-read', 'big-read']
-const WHOLE: readonly Workload[] = ['small-read', 'big-read', 'small-write']
+const READS: readonly Workload[] = ['small-read', 'big-read', 'huge-read']
+const WHOLE: readonly Workload[] = ['small-read', 'big-read', 'huge-read', 'small-write']
 const ALL: readonly Workload[] = [...WHOLE, 'stream-read', 'isolation']
 
 const CONTENDERS: readonly Contender[] = [
@@ -52,6 +56,7 @@ const CONTENDERS: readonly Contender[] = [
 const TITLES: Record<Workload, string> = {
   'small-read': `readFile of ${SMALL_FILES.toLocaleString('en')} files of 4 KiB, page cache, 64 in flight (files/s)`,
   'big-read': 'readFile of one 256 MiB file, page cache, one at a time (files/s)',
+  'huge-read': 'readFile of one sparse 3 GiB file, one at a time (files/s)',
   'small-write': `writeFile of ${SMALL_FILES.toLocaleString('en')} files of 4 KiB, 64 in flight (files/s)`,
   'stream-read': 'one 256 MiB file through a read stream with default options (files/s; p99: event-loop delay, ms)',
   isolation: `readFile of the 4 KiB files, 64 in flight, beside one fs.promises.stat at a time (files/s; p99: the stat's latency, ms)`,
@@ -93,7 +98,11 @@ function runChild(contender: Contender, spec: FilesSpec): FilesResult {
   const command = contender.runner === 'bun' ? 'bun' : process.execPath
   const child = spawnSync(command, [WORKER, JSON.stringify(spec)], { encoding: 'utf8', timeout: 120_000 })
   const line = child.stdout?.trim().split('\n').pop() ?? ''
-  if (child.status !== 0 || !line.startsWith('{')) throw new Error(`${contender.id}: ${(child.stderr ?? '').trim().split('\n').slice(-3).join(' | ') || `exit ${child.status}`}`)
+  if (child.status !== 0 || !line.startsWith('{')) {
+    const stderr = (child.stderr ?? '').trim().split('\n')
+    const error = stderr.find((l) => /Error\b|\bERR_/.test(l))
+    throw new Error(`${contender.id}: ${error ?? (stderr.slice(-3).join(' | ') || `exit ${child.status}`)}`)
+  }
   return JSON.parse(line) as FilesResult
 }
 
@@ -109,6 +118,14 @@ function makeFixtures(root: string, workloads: readonly Workload[]): void {
     for (let i = 0; i < BIG_SIZE; i += 4096) big[i] = i & 0xff
     writeFileSync(join(small, 'big'), big)
     readFileSync(join(small, 'big'))
+  }
+  if (workloads.includes('huge-read')) {
+    // Sparse: a byte every 256 MiB, holes between, so no disk is read and the figure is
+    // the memory's (allocating, faulting in and filling 3 GiB).
+    const fd = openSync(join(small, 'huge'), 'w')
+    ftruncateSync(fd, HUGE_SIZE)
+    for (let at = 0; at < HUGE_SIZE; at += BIG_SIZE) writeSync(fd, Buffer.from([at / BIG_SIZE + 1]), 0, 1, at)
+    closeSync(fd)
   }
   mkdirSync(join(root, 'out'))
 }
@@ -148,6 +165,7 @@ function main(): void {
     for (const workload of workloads) {
       const rows = contenders.filter((c) => c.workloads.includes(workload))
       const perRound = new Map<string, Array<{ rate: number; cpu: number; p99?: number }>>(rows.map((c) => [c.id, []]))
+      const failures = new Map<string, string>()
       for (let round = 0; round < rounds; round++) {
         for (const contender of rows) {
           const dir = workload === 'small-write' ? join(root, 'out') : join(root, 'small')
@@ -156,16 +174,22 @@ function main(): void {
             const result = runChild(contender, spec)
             perRound.get(contender.id)!.push({ rate: result.files / result.seconds, cpu: (result.cpuSeconds / result.files) * 1e6, p99: result.p99Ms })
           } catch (error) {
-            process.stderr.write(`files bench: ${(error as Error).message}\n`)
+            failures.set(contender.id, (error as Error).message)
           }
         }
       }
       const table: Record<string, Row> = {}
       process.stdout.write(`\n${TITLES[workload]}\n  ${'contender'.padEnd(44)} ${'files/s'.padStart(10)} ${'MiB/s'.padStart(8)} ${'CPU µs/file'.padStart(12)} ${'spread'.padStart(7)} ${'p99 ms'.padStart(7)}\n`)
-      const bytes = workload === 'big-read' || workload === 'stream-read' ? BIG_SIZE : SMALL_SIZE
+      const bytes = workload === 'huge-read' ? HUGE_SIZE : workload === 'big-read' || workload === 'stream-read' ? BIG_SIZE : SMALL_SIZE
       for (const contender of rows) {
         const figures = perRound.get(contender.id)!
-        if (figures.length === 0) continue
+        if (figures.length === 0) {
+          // Node's readFile past 2 GiB: a refusal is this row's result.
+          const failure = failures.get(contender.id) ?? 'did not run'
+          const code = /\b(ERR_[A-Z_]+|E[A-Z]+)\b/.exec(failure)?.[1]
+          process.stdout.write(`  ${contender.label.padEnd(44)} ${code !== undefined ? `refused: ${code}` : `failed: ${failure.slice(0, 120)}`}\n`)
+          continue
+        }
         const rate = median(figures.map((f) => f.rate))
         const cpu = median(figures.map((f) => f.cpu))
         const s = spread(figures.map((f) => f.rate))
