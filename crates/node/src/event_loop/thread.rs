@@ -256,3 +256,60 @@ pub fn on_finalized(gate: &Gate) {
   gate.finalized.set(true);
   gate.join_thread();
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn turns() -> Arc<Turns> {
+    Arc::new(Turns {
+      phase: Mutex::new(Phase::Armed),
+      changed: Condvar::new(),
+      notifier: Notifier::new().unwrap(),
+    })
+  }
+
+  #[test]
+  fn one_call_per_turn_and_the_turn_comes_back_only_once_delivered() {
+    let turns = turns();
+    assert_eq!(turns.fire(), Turn::Fire);
+    // The other thread (or the JS thread asking early) finds the call already queued.
+    assert_eq!(turns.fire(), Turn::Taken);
+    turns.arm();
+    assert_eq!(turns.fire(), Turn::Fire);
+    turns.stop();
+    assert_eq!(turns.fire(), Turn::Stop);
+    // Arming after a stop changes nothing: the thread is to return.
+    turns.arm();
+    assert!(!turns.wait_armed());
+  }
+
+  #[test]
+  fn a_waiting_completion_thread_wakes_when_the_turn_comes_back_or_it_is_stopped() {
+    let turns = turns();
+    assert_eq!(turns.fire(), Turn::Fire);
+    let waiter = {
+      let turns = Arc::clone(&turns);
+      std::thread::spawn(move || turns.wait_armed())
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    turns.arm();
+    assert!(
+      waiter.join().unwrap(),
+      "armed again: the thread may wait for the notifier"
+    );
+    assert_eq!(turns.fire(), Turn::Fire);
+    let waiter = {
+      let turns = Arc::clone(&turns);
+      std::thread::spawn(move || turns.wait_armed())
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    turns.stop();
+    assert!(!waiter.join().unwrap(), "stopped: the thread returns");
+    // The stop also signalled the notifier, which ends a wait for it.
+    assert!(caio_core::sys::wait_readable(
+      turns.notifier.fd(),
+      Duration::from_millis(100)
+    ));
+  }
+}
