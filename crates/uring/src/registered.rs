@@ -525,6 +525,40 @@ mod tests {
   }
 
   #[test]
+  fn an_sqpoll_ring_registers_and_does_fixed_io_the_same_way() {
+    let file = temp_file(&[0u8; 8192]);
+    let fd = file.as_raw_fd();
+    let mut ring = UringBackend::new(8, UringOptions { sqpoll: true }).unwrap();
+    let mut memory = vec![0u8; 8192];
+    let mut iovecs = Vec::new();
+    let registration = register_buffers(&mut [&mut memory[..]], &mut iovecs, 1);
+    assert_eq!(run(&mut ring, registration), 0);
+    let mut fds = [fd];
+    assert_eq!(run(&mut ring, register_files(&mut fds, 2)), 0);
+    memory[..4096].fill(0x5a);
+    let write = op(Opcode::Write, fd, 4096, &mut memory[..4096], 3);
+    assert_eq!(run(&mut ring, write), 4096);
+    let read = op(Opcode::Read, fd, 4096, &mut memory[4096..], 4);
+    assert_eq!(run(&mut ring, read), 4096);
+    assert!(memory[4096..].iter().all(|&b| b == 0x5a));
+    assert_eq!(
+      ring.fixed_use(),
+      FixedUse {
+        buffers: 2,
+        files: 2
+      }
+    );
+    assert_eq!(
+      run(&mut ring, Operation::sync(Opcode::UnregisterBuffers, 0, 5)),
+      0
+    );
+    assert_eq!(
+      run(&mut ring, Operation::sync(Opcode::UnregisterFiles, 0, 6)),
+      0
+    );
+  }
+
+  #[test]
   fn dropping_with_an_unregister_waiting_cancels_and_returns() {
     let (read_end, _write_end) = pipe();
     let mut ring = backend(4);
