@@ -413,8 +413,9 @@ export class Context implements AsyncDisposable {
    * backend). On `uring` every read, write, sync and storage-engine operation started
    * afterwards on one of them uses the registered file, which spares the kernel a
    * descriptor lookup per operation. The kernel holds the files open until
-   * {@link unregisterFiles} or {@link close}: close a registered descriptor only after
-   * that, or its number, once reused, would still name the old file on `uring`.
+   * {@link unregisterFiles} or {@link close}: a descriptor closed through this context
+   * stops being used as registered at once; close one any other way only after
+   * unregistering, or its number, once reused, would still name the old file on `uring`.
    * Registering again replaces the set, as for buffers.
    */
   registerFiles(fds: readonly number[]): Promise<void> {

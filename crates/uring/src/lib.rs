@@ -346,6 +346,9 @@ impl Backend for UringBackend {
       self.register(index);
       return Ok(index as Place);
     }
+    if op.opcode == Opcode::Close && self.registry.has_files() {
+      self.registry.forget_file(op.fd);
+    }
     if !op.opcode.uses_buffer() && !self.performs(&op) {
       // Offload sends these to its pool; pushed here all the same, refuse them rather
       // than hand the kernel a path it would read past or an opcode it lacks.

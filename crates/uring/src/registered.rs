@@ -106,6 +106,16 @@ impl Registry {
     fixed
   }
 
+  /// `fd` is being closed: operations on its number no longer use the registered file,
+  /// which may otherwise outlive the descriptor (the kernel holds it until unregistered)
+  /// while the number comes to name another file.
+  #[cold]
+  pub(crate) fn forget_file(&mut self, fd: RawFd) {
+    if let Ok(at) = self.file_indices.binary_search_by_key(&fd, |entry| entry.0) {
+      self.file_indices.remove(at);
+    }
+  }
+
   /// How many operations started on registered resources so far.
   pub(crate) fn used(&self) -> FixedUse {
     self.used
@@ -253,6 +263,11 @@ impl Registry {
     } else {
       &mut self.files
     }
+  }
+
+  /// Whether descriptors are registered (and not being unregistered).
+  pub(crate) fn has_files(&self) -> bool {
+    self.files.usable()
   }
 
   /// Whether an unregister waits for operations to finish.
@@ -461,6 +476,34 @@ mod tests {
     assert_eq!(run(&mut ring, register_files(&mut bad, 9)), EBADF);
     assert_eq!(run(&mut ring, op(Opcode::Read, fd, 0, &mut back, 10)), 10);
     assert_eq!(ring.fixed_use().files, 3);
+  }
+
+  #[test]
+  fn closing_a_registered_descriptor_through_the_ring_stops_its_fixed_use() {
+    let registered = temp_file(b"the registered file");
+    let other = temp_file(b"another file");
+    let mut ring = backend(4);
+    // A descriptor of our own, closed through the ring and then reused for `other`.
+    // SAFETY: duplicates a descriptor this test owns; the copy is closed below.
+    let fd = unsafe { libc::dup(registered.as_raw_fd()) };
+    assert!(fd >= 0);
+    let mut fds = [fd];
+    assert_eq!(run(&mut ring, register_files(&mut fds, 1)), 0);
+    let mut back = [0u8; 7];
+    assert_eq!(run(&mut ring, op(Opcode::Read, fd, 0, &mut back, 2)), 7);
+    assert_eq!(ring.fixed_use().files, 1);
+    assert_eq!(run(&mut ring, Operation::sync(Opcode::Close, fd, 3)), 0);
+    // SAFETY: `fd` is closed; dup2 makes the number name `other`, which this test owns.
+    assert_eq!(unsafe { libc::dup2(other.as_raw_fd(), fd) }, fd);
+    assert_eq!(run(&mut ring, op(Opcode::Read, fd, 0, &mut back, 4)), 7);
+    assert_eq!(&back, b"another", "the number now names the other file");
+    assert_eq!(
+      ring.fixed_use().files,
+      1,
+      "and is no longer the registered file"
+    );
+    // SAFETY: closes the number dup2 made.
+    unsafe { libc::close(fd) };
   }
 
   #[test]
