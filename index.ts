@@ -12,6 +12,7 @@
 import { AbortError } from './lib/errors'
 import { Fulfil } from './lib/engine'
 import { Opcode } from './lib/wire'
+import type { IoVector } from './lib/wire'
 import type { BackendName, Engine, Operand } from './lib/engine'
 import { JsEngine } from './lib/js-backend'
 import { loadBinding, NativeEngine } from './lib/native'
@@ -30,6 +31,8 @@ import {
   validateObject,
   validateOffset,
   validatePriority,
+  validateRegisteredBuffers,
+  validateRegisteredFiles,
   validateSignal,
   validateView,
 } from './lib/validate'
@@ -104,6 +107,23 @@ export interface SyncRangeOptions extends OpOptions {
   waitAfter?: boolean
 }
 
+/** What {@link Context.registered} reports. */
+export interface Registered {
+  /** Buffers registered now (0 when none). */
+  buffers: number
+  /** Descriptors registered now. */
+  files: number
+  /**
+   * Reads and writes this context started on a registered buffer (`READ_FIXED`/`WRITE_FIXED`):
+   * `uring` only, 0 on the other backends, which do ordinary I/O on the same memory.
+   */
+  fixedBufferOps: number
+  /** Operations this context started on a registered descriptor (`IOSQE_FIXED_FILE`): `uring` only. */
+  fixedFileOps: number
+}
+
+const NOTHING = (): void => undefined
+
 /** In flight at once when the options do not say (the Python caio's asyncio default). */
 export const DEFAULT_MAX_REQUESTS = 512
 const MAX_MAX_REQUESTS = 32768
@@ -134,6 +154,16 @@ export class Context implements AsyncDisposable {
   readonly sqpoll: boolean
   readonly #engine: Engine
   #fileSystem: FileSystem | undefined
+  /**
+   * The registered buffers' views (with the iovec area): referenced from the moment they are
+   * handed to the backend until their unregistering or the context's close has finished, so
+   * the memory the kernel keeps registered is never collected.
+   */
+  #registeredBuffers: IoVector | undefined
+  #registeredFiles: Int32Array | undefined
+  /** The last registration step of each kind: each waits for the one before it. */
+  #bufferSteps: Promise<void> = Promise.resolve()
+  #fileSteps: Promise<void> = Promise.resolve()
 
   /**
    * Opens a context. Throws `ERR_INVALID_ARG_TYPE`/`ERR_OUT_OF_RANGE` for bad options, and
@@ -337,6 +367,107 @@ export class Context implements AsyncDisposable {
   }
 
   /**
+   * Registers `views` (1 to 16,384 buffers of up to 1 GiB each) with the backend. On `uring`
+   * every read or write started afterwards whose buffer lies wholly inside one of them is a
+   * `READ_FIXED`/`WRITE_FIXED` on it — the kernel pinned the memory once, so it does not map
+   * it per operation; the other backends do ordinary I/O on the same memory. The context
+   * keeps the views referenced until {@link unregisterBuffers} or {@link close} has
+   * finished: do not transfer, detach or resize their ArrayBuffers meanwhile.
+   *
+   * Registering again replaces the set: the old one is unregistered first (waiting for the
+   * operations using it, as {@link unregisterBuffers} does). Kernel refusals reject with
+   * `syscall` `'io_uring_register'` (`ENOMEM` past `RLIMIT_MEMLOCK`, `EOPNOTSUPP` for
+   * file-backed memory); bad arguments with `ERR_INVALID_ARG_TYPE`, `ERR_OUT_OF_RANGE` or
+   * `ERR_INVALID_ARG_VALUE` (a resizable ArrayBuffer).
+   */
+  registerBuffers(views: readonly ArrayBufferView[]): Promise<void> {
+    let vector: IoVector
+    try {
+      vector = validateRegisteredBuffers(views)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.#bufferStep(async () => {
+      if (this.#registeredBuffers !== undefined) await this.#unregister(Opcode.UnregisterBuffers)
+      this.#registeredBuffers = vector
+      try {
+        await this.#engine.start(Opcode.RegisterBuffers, 0, 0, vector, 0, Fulfil.Nothing, undefined)
+      } catch (error) {
+        if (this.#registeredBuffers === vector) this.#registeredBuffers = undefined
+        throw error
+      }
+    })
+  }
+
+  /**
+   * Unregisters the buffers {@link registerBuffers} registered, once every operation using
+   * them has completed (operations started meanwhile do ordinary I/O), and lets go of
+   * their views. Resolves at once when none are registered.
+   */
+  unregisterBuffers(): Promise<void> {
+    return this.#bufferStep(() => this.#unregister(Opcode.UnregisterBuffers))
+  }
+
+  /**
+   * Registers the descriptors `fds` (each must be open: `EBADF` otherwise, on every
+   * backend). On `uring` every read, write, sync and storage-engine operation started
+   * afterwards on one of them uses the registered file, which spares the kernel a
+   * descriptor lookup per operation. The kernel holds the files open until
+   * {@link unregisterFiles} or {@link close}: a descriptor closed through this context
+   * stops being used as registered at once; close one any other way only after
+   * unregistering, or its number, once reused, would still name the old file on `uring`.
+   * Registering again replaces the set, as for buffers.
+   */
+  registerFiles(fds: readonly number[]): Promise<void> {
+    let numbers: Int32Array
+    try {
+      numbers = validateRegisteredFiles(fds)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return this.#fileStep(async () => {
+      if (this.#registeredFiles !== undefined) await this.#unregister(Opcode.UnregisterFiles)
+      await this.#engine.start(Opcode.RegisterFiles, 0, 0, numbers, 0, Fulfil.Nothing, undefined)
+      this.#registeredFiles = numbers
+    })
+  }
+
+  /** Unregisters the descriptors once every operation using them has completed. */
+  unregisterFiles(): Promise<void> {
+    return this.#fileStep(() => this.#unregister(Opcode.UnregisterFiles))
+  }
+
+  /** What is registered now, and how many operations used registered resources so far. */
+  registered(): Registered {
+    const used = this.#engine.fixedUse()
+    return {
+      buffers: this.#registeredBuffers === undefined ? 0 : this.#registeredBuffers.length - 1,
+      files: this.#registeredFiles?.length ?? 0,
+      fixedBufferOps: used.buffers,
+      fixedFileOps: used.files,
+    }
+  }
+
+  async #unregister(opcode: Opcode.UnregisterBuffers | Opcode.UnregisterFiles): Promise<void> {
+    await this.#engine.start(opcode, 0, 0, undefined, 0, Fulfil.Nothing, undefined)
+    if (opcode === Opcode.UnregisterBuffers) this.#registeredBuffers = undefined
+    else this.#registeredFiles = undefined
+  }
+
+  /** Runs `step` after the registration steps of buffers started before it. */
+  #bufferStep(step: () => Promise<void>): Promise<void> {
+    const run = this.#bufferSteps.then(step)
+    this.#bufferSteps = run.then(NOTHING, NOTHING)
+    return run
+  }
+
+  #fileStep(step: () => Promise<void>): Promise<void> {
+    const run = this.#fileSteps.then(step)
+    this.#fileSteps = run.then(NOTHING, NOTHING)
+    return run
+  }
+
+  /**
    * Submits many operations in one call and resolves, once all have settled, with one
    * entry per operation, in order: the bytes it moved (reads fill their `buffer`), `0` for
    * a sync, or that operation's Error. An entry with `link: true` makes the next one start
@@ -363,7 +494,11 @@ export class Context implements AsyncDisposable {
    * releases the backend's resources. Idempotent; later operations reject with `ERR_CAIO_CLOSED`.
    */
   close(): Promise<void> {
-    return this.#engine.close()
+    return this.#engine.close().then(() => {
+      // The backend is gone, and with it what the kernel had registered.
+      this.#registeredBuffers = undefined
+      this.#registeredFiles = undefined
+    })
   }
 
   /** Same as {@link close}, for `await using`. */

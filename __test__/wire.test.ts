@@ -28,6 +28,8 @@ test('the wire constants are the scheduler crate’s', (t) => {
   t.is(wire.RESULT_UNSUPPORTED, constant(source, 'UNSUPPORTED'))
   t.is(wire.IOVEC_ROOM, constant(source, 'IOVEC_ROOM'))
   t.is(wire.MAX_IOVECS, constant(source, 'MAX_IOVECS'))
+  t.is(wire.MAX_REGISTERED_BUFFERS, constant(source, 'MAX_REGISTERED_BUFFERS'))
+  t.is(wire.MAX_REGISTERED_BUFFERS, constant(rust('crates/uring/src/registered.rs'), 'MAX_REGISTERED_BUFFERS'))
   t.is(wire.RANGE_ARGS_SIZE, constant(rust('crates/core/src/lib.rs'), 'RANGE_ARGS_SIZE'))
   t.is(wire.CLOSED_SLOT, constant(source, 'CLOSED_SLOT'))
   t.is(wire.SLOT_COUNT, 2 ** constant(rust('crates/scheduler/src/token.rs'), 'INDEX_BITS'))
@@ -57,6 +59,10 @@ test('the opcodes are caio_core’s', (t) => {
     Fallocate: Opcode.Fallocate,
     SyncRange: Opcode.SyncRange,
     Fadvise: Opcode.Fadvise,
+    RegisterBuffers: Opcode.RegisterBuffers,
+    UnregisterBuffers: Opcode.UnregisterBuffers,
+    RegisterFiles: Opcode.RegisterFiles,
+    UnregisterFiles: Opcode.UnregisterFiles,
   })
 })
 

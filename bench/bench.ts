@@ -41,8 +41,10 @@ const HELP = `Usage: npm run bench -- [flags]      (or: node dist/bench/bench.js
 
 caio's backends beside Node's fs (promises, callbacks on the thread pool and with
 UV_USE_IO_URING=1, readSync), fio, the Python caio and Bun, on: 4 KiB random cached reads
-at 1, 8 and 64 in flight and in batches of 64, 4 KiB O_DIRECT reads at 64, 64 KiB random
-writes at 16, 1 MiB sequential writes + fsync, 1 MiB sequential reads. Every contender
+at 1, 8 and 64 in flight and in batches of 64, 4 KiB O_DIRECT reads at 64 (also with
+registered buffers and files), 64 KiB random writes at 16, 4 KiB appends + fdatasync by 32
+appenders (group commit), writev of 16 × 4 KiB at 16, 1 MiB sequential writes + fsync,
+1 MiB sequential reads. Every contender
 runs in its own child process per round; rounds alternate the contenders; the table
 shows medians over the rounds, then the ratios the design's targets name.
 
@@ -63,7 +65,8 @@ shows medians over the rounds, then the ratios the design's targets name.
   --sweep-duration <s>    measured seconds per sweep point (default 0.3; --quick: 0.03)
   --sweep-rounds <n>      rounds of the sweeps (default 1)
   --workloads <a,b>       workloads by name, or groups: default, cached, batch, direct,
-                          write, read, sweeps (default: default, plus sweeps with --sweeps)
+                          write, read, storage, sweeps (default: default, plus sweeps
+                          with --sweeps)
   --backends <a,b>        caio backends to run (default: every available one)
   --contenders <a,b>      only these contenders: ids, or prefixes such as caio: fs. fio: py: bun:
                           (see --list; fs.promises+uring runs only when named)

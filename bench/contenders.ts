@@ -15,7 +15,7 @@
  * (`effective`: a synchronous one runs at depth 1; a per-operation one in the batch group
  * is the same run as in the 64-in-flight group), and why it cannot run on this machine.
  */
-import { closeSync, constants, fsync as fsFsync, openSync, read as fsRead, readSync, write as fsWrite } from 'node:fs'
+import { closeSync, constants, fdatasync as fsFdatasync, fsync as fsFsync, openSync, read as fsRead, readSync, write as fsWrite, writev as fsWritev } from 'node:fs'
 import { open as fsOpen } from 'node:fs/promises'
 
 import { backends, Context, DEFAULT_MAX_REQUESTS } from '../index'
@@ -23,7 +23,7 @@ import type { BackendName, BatchOp } from '../index'
 import type { Io, SyncFile } from './drivers'
 import { fioEngineUnavailable, pythonCaioUnavailable, bunUnavailable, denoUnavailable, PYTHON_MODULES } from './external'
 import type { PythonImpl } from './external'
-import { isSweep, reshape } from './workloads'
+import { isStorageEngine, isSweep, reshape, WRITEV_PIECE } from './workloads'
 import type { Workload } from './workloads'
 
 /** A contender opened in the child for one workload. */
@@ -33,6 +33,8 @@ export interface Opened {
   sync?: SyncFile
   /** What the contender reports about itself (backend, pool size…), kept in the JSON. */
   info: Record<string, string | number | boolean>
+  /** Called once with the workers' buffers before the run (registering them, for the registered rows). */
+  prepare?(buffers: Buffer[]): Promise<void>
   close(): Promise<void>
 }
 
@@ -94,10 +96,39 @@ function verb(workload: Workload): string {
   return workload.op === 'read' ? 'read' : 'write'
 }
 
+/** What a callback contender calls for one operation of `workload`. */
+function callbackVerb(workload: Workload): string {
+  return workload.kind === 'writev' ? 'writev' : workload.kind === 'group-commit' ? 'write + fs.fdatasync' : verb(workload)
+}
+
+/** The 4 KiB pieces of a writev row's buffer, made once per buffer. */
+function piecesOf(): (buffer: Buffer) => Buffer[] {
+  const pieces = new Map<Buffer, Buffer[]>()
+  return (buffer) => {
+    let made = pieces.get(buffer)
+    if (made === undefined) {
+      made = Array.from({ length: buffer.length / WRITEV_PIECE }, (_, i) => buffer.subarray(i * WRITEV_PIECE, (i + 1) * WRITEV_PIECE))
+      pieces.set(buffer, made)
+    }
+    return made
+  }
+}
+
 async function openPromises(file: string, workload: Workload): Promise<Opened> {
   const handle = await fsOpen(file, fileFlags(workload))
   const length = workload.blockSize
-  const io = workload.op === 'read' ? (buffer: Buffer, position: number) => handle.read(buffer, 0, length, position) : (buffer: Buffer, position: number) => handle.write(buffer, 0, length, position)
+  const pieces = piecesOf()
+  const io =
+    workload.kind === 'group-commit'
+      ? async (buffer: Buffer, position: number) => {
+          await handle.write(buffer, 0, length, position)
+          await handle.datasync()
+        }
+      : workload.kind === 'writev'
+        ? (buffer: Buffer, position: number) => handle.writev(pieces(buffer), position)
+        : workload.op === 'read'
+          ? (buffer: Buffer, position: number) => handle.read(buffer, 0, length, position)
+          : (buffer: Buffer, position: number) => handle.write(buffer, 0, length, position)
   return {
     io: { style: 'promise', io },
     sync: () => handle.sync(),
@@ -109,10 +140,17 @@ async function openPromises(file: string, workload: Workload): Promise<Opened> {
 async function openCallbacks(file: string, workload: Workload): Promise<Opened> {
   const fd = openSync(file, fileFlags(workload))
   const length = workload.blockSize
+  const pieces = piecesOf()
+  type Done = (error: Error | null, bytes: number) => void
   const io =
-    workload.op === 'read'
-      ? (buffer: Buffer, position: number, callback: (error: Error | null, bytes: number) => void) => fsRead(fd, buffer, 0, length, position, callback)
-      : (buffer: Buffer, position: number, callback: (error: Error | null, bytes: number) => void) => fsWrite(fd, buffer, 0, length, position, callback)
+    workload.kind === 'group-commit'
+      ? (buffer: Buffer, position: number, callback: Done) =>
+          fsWrite(fd, buffer, 0, length, position, (error, bytes) => (error ? callback(error, 0) : fsFdatasync(fd, (synced) => callback(synced, bytes))))
+      : workload.kind === 'writev'
+        ? (buffer: Buffer, position: number, callback: Done) => fsWritev(fd, pieces(buffer), position, callback)
+        : workload.op === 'read'
+          ? (buffer: Buffer, position: number, callback: Done) => fsRead(fd, buffer, 0, length, position, callback)
+          : (buffer: Buffer, position: number, callback: Done) => fsWrite(fd, buffer, 0, length, position, callback)
   return {
     io: { style: 'callback', io },
     sync: () => new Promise<void>((resolve, reject) => fsFsync(fd, (error) => (error ? reject(error) : resolve()))),
@@ -143,7 +181,7 @@ async function openReadSync(file: string, workload: Workload): Promise<Opened> {
 
 const CACHED_READS = (w: Workload): boolean => w.kind === 'cached-read'
 /** Node's callbacks and promises: every group but the batch one; O_DIRECT only for fs.promises ("for contrast"). */
-const ASYNC_NODE = (w: Workload): boolean => w.kind !== 'batch' && w.kind !== 'direct-read'
+const ASYNC_NODE = (w: Workload): boolean => w.kind !== 'batch' && w.kind !== 'direct-read' && w.kind !== 'direct-read-fixed'
 
 interface NodeWay {
   id: string
@@ -158,14 +196,14 @@ interface NodeWay {
 const NODE_WAYS: readonly NodeWay[] = [
   {
     id: 'fs.promises',
-    label: (w) => `fs.promises FileHandle.${verb(w)}${w.fsyncEvery > 0 ? ' + sync' : ''}`,
+    label: (w) => `fs.promises FileHandle.${w.kind === 'writev' ? 'writev' : verb(w)}${w.fsyncEvery > 0 ? ' + sync' : w.kind === 'group-commit' ? ' + datasync' : ''}`,
     env: THREAD_POOL,
     open: openPromises,
     joins: () => true,
   },
   {
     id: 'fs.promises+uring',
-    label: (w) => `fs.promises FileHandle.${verb(w)}, UV_USE_IO_URING=1`,
+    label: (w) => `fs.promises FileHandle.${w.kind === 'writev' ? 'writev' : verb(w)}${w.kind === 'group-commit' ? ' + datasync' : ''}, UV_USE_IO_URING=1`,
     env: LIBUV_URING,
     open: openPromises,
     joins: ASYNC_NODE,
@@ -173,7 +211,7 @@ const NODE_WAYS: readonly NodeWay[] = [
   },
   {
     id: 'fs.callbacks',
-    label: (w) => `fs.${verb(w)} callbacks (thread pool)`,
+    label: (w) => `fs.${callbackVerb(w)} callbacks (thread pool)`,
     env: THREAD_POOL,
     open: openCallbacks,
     joins: ASYNC_NODE,
@@ -188,7 +226,7 @@ const NODE_WAYS: readonly NodeWay[] = [
   },
   {
     id: 'fs.callbacks+uring',
-    label: (w) => `fs.${verb(w)} callbacks, UV_USE_IO_URING=1`,
+    label: (w) => `fs.${callbackVerb(w)} callbacks, UV_USE_IO_URING=1`,
     env: LIBUV_URING,
     open: openCallbacks,
     joins: ASYNC_NODE,
@@ -298,6 +336,34 @@ function caioOpen(variant: CaioVariant): NonNullable<Contender['open']> {
       closeSync(fd)
     }
     const sync = (): Promise<void> => ctx.fsync(fd)
+    if (workload.kind === 'group-commit') {
+      // One linked write → fdsync batch per append: one kernel trip on uring.
+      const length = workload.blockSize
+      const append = (buffer: Buffer, position: number): Promise<void> =>
+        ctx.submit([
+          { op: 'write', fd, offset: position, data: buffer, link: true },
+          { op: 'fdsync', fd },
+        ]).then((results) => {
+          if (results[0] !== length || results[1] !== 0) throw results.find((r) => r instanceof Error) ?? new Error(`bench: an append settled with ${results.join(', ')}`)
+        })
+      return { io: { style: 'promise', io: append }, sync, info, close }
+    }
+    if (workload.kind === 'writev') {
+      const pieces = piecesOf()
+      return { io: { style: 'promise', io: (buffer: Buffer, position: number) => ctx.writev(pieces(buffer), fd, position) }, sync, info, close }
+    }
+    if (workload.kind === 'direct-read-fixed') {
+      const io = (buffer: Buffer, position: number) => ctx.readInto(buffer, fd, position)
+      const prepare = async (buffers: Buffer[]): Promise<void> => {
+        await ctx.registerBuffers(buffers)
+        await ctx.registerFiles([fd])
+        info.registeredBuffers = buffers.length
+      }
+      // Read when the result is made: how many reads really were fixed ones (uring).
+      Object.defineProperty(info, 'fixedBufferOps', { enumerable: true, get: () => ctx.registered().fixedBufferOps })
+      Object.defineProperty(info, 'fixedFileOps', { enumerable: true, get: () => ctx.registered().fixedFileOps })
+      return { io: { style: 'promise', io }, sync, info, prepare, close }
+    }
     if (variant.batch) {
       if (workload.op !== 'read') throw new Error('bench: the batch contenders only read')
       info.perSubmit = workload.batch
@@ -320,13 +386,26 @@ function caioOpen(variant: CaioVariant): NonNullable<Contender['open']> {
   }
 }
 
+function caioVerb(w: Workload): string {
+  switch (w.kind) {
+    case 'group-commit':
+      return 'submit [write → fdsync]'
+    case 'writev':
+      return 'writev ×16'
+    case 'direct-read-fixed':
+      return 'readInto, registered'
+    default:
+      return w.op === 'read' ? 'readInto' : w.fsyncEvery > 0 ? 'write + fsync' : 'write'
+  }
+}
+
 function caioContender(variant: CaioVariant): Contender {
   const name = `${variant.backend}${variant.sqpoll ? ' (sqpoll)' : ''}`
   return {
     id: `caio:${variant.backend}${variant.sqpoll ? '+sqpoll' : ''}${variant.batch ? '/batch' : ''}`,
     family: 'caio',
     runner: 'node',
-    label: (w) => (variant.batch ? `caio ${name} submit ×${w.batch}` : `caio ${name} ${w.op === 'read' ? 'readInto' : w.fsyncEvery > 0 ? 'write + fsync' : 'write'}`),
+    label: (w) => (variant.batch ? `caio ${name} submit ×${w.batch}` : `caio ${name} ${caioVerb(w)}`),
     env: THREAD_POOL,
     sync: false,
     byDefault: true,
@@ -343,12 +422,13 @@ function fioContender(engine: 'io_uring' | 'libaio'): Contender {
     id: `fio:${engine}`,
     family: 'fio',
     runner: 'fio',
-    label: () => `fio --ioengine=${engine}`,
+    label: (w) => `fio --ioengine=${engine}${w.kind === 'direct-read-fixed' ? ' --fixedbufs --registerfiles' : ''}`,
     env: {},
     sync: false,
     byDefault: true,
     expectsUring: false,
-    joins: (w) => w.kind !== 'batch' && !isSweep(w),
+    // The registered row is io_uring's alone; the append and writev rows have no fio job of the same shape.
+    joins: (w) => w.kind !== 'batch' && !isSweep(w) && (w.kind === 'direct-read-fixed' ? engine === 'io_uring' : !isStorageEngine(w)),
     unavailable: () => fioEngineUnavailable(engine),
   }
 }
@@ -364,7 +444,7 @@ function pythonContender(impl: PythonImpl): Contender {
     sync: false,
     byDefault: true,
     expectsUring: impl === 'uring',
-    joins: (w) => (w.kind === 'direct-read' ? 'its read() allocates its own unaligned buffer, which O_DIRECT refuses (EINVAL)' : w.kind !== 'batch'),
+    joins: (w) => (w.kind === 'direct-read' ? 'its read() allocates its own unaligned buffer, which O_DIRECT refuses (EINVAL)' : w.kind !== 'batch' && !isStorageEngine(w)),
     unavailable: () => pythonCaioUnavailable(impl),
   }
 }

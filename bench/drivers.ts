@@ -91,7 +91,7 @@ export interface Shape {
   blockSize: number
   /** Blocks in the file: offsets are `blockSize * [0, blocks)`. */
   blocks: number
-  pattern: 'random' | 'sequential'
+  pattern: 'random' | 'sequential' | 'append'
   /** Operations per submit (batch style only). */
   batch: number
   /** Sequential: fsync after this many operations (0: never). */
@@ -127,6 +127,7 @@ export function drive(io: Io, sync: SyncFile | undefined, shape: Shape, buffers:
     return Promise.all(workers).then(() => undefined)
   }
   if (shape.pattern === 'sequential') return sequential(asPromise(io), sync, shape, buffers, meter)
+  if (shape.pattern === 'append') return Promise.all(buffers.map((buffer, w) => appender(asPromise(io), shape, buffer, w, meter))).then(() => undefined)
   switch (io.style) {
     case 'promise':
       return Promise.all(buffers.map((buffer, w) => promiseWorker(io.io, shape, buffer, w, meter))).then(() => undefined)
@@ -236,6 +237,30 @@ async function batchWorker(batch: PreparedBatch, shape: Shape, worker: number, m
     meter.ops += n
     meter.record(t1 - t0)
     if (t1 >= meter.deadline) return
+  }
+}
+
+/**
+ * One of the workers of an append workload: takes the next block of the shared cursor
+ * (wrapping at the file's end), does the contender's operation there (a write and its
+ * fdatasync), and goes on at once: the appenders of a group-commit log.
+ */
+async function appender(io: PromiseIo, shape: Shape, buffer: Buffer, worker: number, meter: Meter): Promise<void> {
+  const { blocks, blockSize } = shape
+  const mask = shape.sampleEvery - 1
+  for (let k = worker; ; ) {
+    const position = (meter.cursor++ % blocks) * blockSize
+    if ((++k & mask) === 0) {
+      const t0 = performance.now()
+      await io(buffer, position)
+      const t1 = performance.now()
+      meter.ops++
+      meter.record(t1 - t0)
+      if (t1 >= meter.deadline) return
+    } else {
+      await io(buffer, position)
+      meter.ops++
+    }
   }
 }
 

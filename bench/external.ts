@@ -95,6 +95,8 @@ export function fioArgs(spec: WorkerSpec, engine: string): string[] {
   if (w.cache === 'cached') args.push('--invalidate=0')
   if (w.op === 'read') args.push('--readonly')
   if (w.fsyncEvery > 0) args.push(`--fsync=${w.fsyncEvery}`)
+  // The registered row: the buffers and the file registered with the ring, as caio's are.
+  if (w.kind === 'direct-read-fixed' && engine === 'io_uring') args.push('--fixedbufs', '--registerfiles')
   return args
 }
 

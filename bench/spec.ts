@@ -61,7 +61,7 @@ function str(o: Record<string, unknown>, key: string): string {
   return v
 }
 
-const KINDS: readonly Workload['kind'][] = ['cached-read', 'batch', 'direct-read', 'random-write', 'seq-write', 'seq-read', 'sweep-concurrency', 'sweep-chunk']
+const KINDS: readonly Workload['kind'][] = ['cached-read', 'batch', 'direct-read', 'random-write', 'group-commit', 'direct-read-fixed', 'writev', 'seq-write', 'seq-read', 'sweep-concurrency', 'sweep-chunk']
 
 function oneOf<T extends string>(o: Record<string, unknown>, key: string, allowed: readonly T[]): T {
   const v = str(o, key)
@@ -77,7 +77,7 @@ export function parseWorkload(value: unknown): Workload {
     title: str(value, 'title'),
     kind: oneOf(value, 'kind', KINDS),
     op: oneOf(value, 'op', ['read', 'write'] as const),
-    pattern: oneOf(value, 'pattern', ['random', 'sequential'] as const),
+    pattern: oneOf(value, 'pattern', ['random', 'sequential', 'append'] as const),
     blockSize: num(value, 'blockSize'),
     depth: num(value, 'depth'),
     batch: num(value, 'batch'),

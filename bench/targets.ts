@@ -41,6 +41,9 @@ const QD64 = 'randread-4k-qd64'
 const DIRECT = 'randread-4k-direct-qd64'
 const BATCH = 'randread-4k-batch64'
 const SEQW = 'seqwrite-1m-fsync'
+const GROUP = 'append-4k-fdatasync-x32'
+const FIXED = 'randread-4k-direct-fixed-qd64'
+const WRITEV = 'writev-16x4k-qd16'
 const ASYNC_NODE = ['fs.promises', 'fs.callbacks', 'fs.callbacks+uring', 'fs.promises+uring']
 
 const ops = (workload: string, ...contenders: string[]): Side => ({ workload, contenders, metric: 'ops' })
@@ -67,6 +70,16 @@ export const RATIOS: readonly Ratio[] = [
   { section: 'O_DIRECT, 64 in flight', what: 'uring / fio io_uring, ops/s', num: ops(DIRECT, 'caio:uring'), den: ops(DIRECT, 'fio:io_uring'), min: 0.9 },
   { section: 'O_DIRECT, 64 in flight', what: 'linux / fio libaio, ops/s', num: ops(DIRECT, 'caio:linux'), den: ops(DIRECT, 'fio:libaio'), min: 0.9 },
   { section: 'O_DIRECT, 64 in flight', what: 'uring / fs.promises, ops/s', num: ops(DIRECT, 'caio:uring'), den: ops(DIRECT, 'fs.promises') },
+  // Issue 16: group commit, registered O_DIRECT reads, writev.
+  { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'uring (linked write → fdsync) / fs.promises write + datasync', num: ops(GROUP, 'caio:uring'), den: ops(GROUP, 'fs.promises'), min: 2 },
+  { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'linux / fs.promises write + datasync', num: ops(GROUP, 'caio:linux'), den: ops(GROUP, 'fs.promises'), min: 2 },
+  { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'thread / fs.promises write + datasync', num: ops(GROUP, 'caio:thread'), den: ops(GROUP, 'fs.promises') },
+  { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'uring / fs.write + fs.fdatasync callbacks', num: ops(GROUP, 'caio:uring'), den: ops(GROUP, 'fs.callbacks') },
+  { section: 'O_DIRECT, registered buffers and files, 64 in flight', what: 'uring / fio io_uring --fixedbufs --registerfiles, ops/s', num: ops(FIXED, 'caio:uring'), den: ops(FIXED, 'fio:io_uring'), min: 0.95 },
+  { section: 'O_DIRECT, registered buffers and files, 64 in flight', what: 'uring registered / uring unregistered (the plain O_DIRECT row), ops/s', num: ops(FIXED, 'caio:uring'), den: ops(DIRECT, 'caio:uring') },
+  { section: 'writev 16 × 4 KiB, 16 in flight', what: 'uring writev / fs.promises FileHandle.writev', num: ops(WRITEV, 'caio:uring'), den: ops(WRITEV, 'fs.promises'), min: 2 },
+  { section: 'writev 16 × 4 KiB, 16 in flight', what: 'linux writev / fs.promises FileHandle.writev', num: ops(WRITEV, 'caio:linux'), den: ops(WRITEV, 'fs.promises') },
+  { section: 'writev 16 × 4 KiB, 16 in flight', what: 'thread writev / fs.promises FileHandle.writev', num: ops(WRITEV, 'caio:thread'), den: ops(WRITEV, 'fs.promises') },
   // Sequential writes + fsync.
   { section: '1 MiB sequential writes + fsync', what: 'uring / fs.promises, MiB/s', num: ops(SEQW, 'caio:uring'), den: ops(SEQW, 'fs.promises'), min: 1 },
   { section: '1 MiB sequential writes + fsync', what: 'linux / fs.promises, MiB/s', num: ops(SEQW, 'caio:linux'), den: ops(SEQW, 'fs.promises'), min: 1 },

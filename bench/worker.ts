@@ -102,6 +102,7 @@ async function main(): Promise<void> {
     const buffers = Array.from({ length: shape.depth }, () => allocate(shape.blockSize, direct))
     // Writes write random bytes (the same ones every time: the page cache does not compress).
     if (workload.op === 'write') for (const b of buffers) randomFillSync(b)
+    await opened.prepare?.(buffers)
     const meter = new Meter(RING)
 
     if (spec.warmupSec > 0) {

@@ -17,6 +17,12 @@ export type WorkloadKind =
   /** 4 KiB random reads with O_DIRECT: the device, not the page cache. */
   | 'direct-read'
   | 'random-write'
+  /** 4 KiB writes at one shared append cursor, each followed by fdatasync before the writer goes on (a group-commit log). */
+  | 'group-commit'
+  /** O_DIRECT 4 KiB random reads with the buffers and the file registered (`registerBuffers`, `registerFiles`; fio `--fixedbufs --registerfiles`). */
+  | 'direct-read-fixed'
+  /** `writev` of 16 × 4 KiB buffers per call at random offsets. */
+  | 'writev'
   /** Sequential writes with an fsync every `fsyncEvery` of them. */
   | 'seq-write'
   | 'seq-read'
@@ -31,8 +37,12 @@ export interface Workload {
   title: string
   kind: WorkloadKind
   op: 'read' | 'write'
-  /** `random`: block-aligned, uniform over the file. `sequential`: one shared cursor that wraps. */
-  pattern: 'random' | 'sequential'
+  /**
+   * `random`: block-aligned, uniform over the file. `sequential`: one shared cursor that
+   * wraps, with the workers drained every segment. `append`: one shared cursor that wraps,
+   * each worker taking the next block as it goes (no draining).
+   */
+  pattern: 'random' | 'sequential' | 'append'
   /** Bytes per operation. */
   blockSize: number
   /** Operations in flight: that many workers each awaiting one operation at a time (for batches: depth/batch workers each awaiting one submit). */
@@ -98,6 +108,42 @@ export const WORKLOADS: readonly Workload[] = [
     name: 'randwrite-64k-qd16',
     title: '64 KiB random writes, page cache, 16 in flight',
     kind: 'random-write',
+    op: 'write',
+    pattern: 'random',
+    blockSize: 64 * KiB,
+    depth: 16,
+    batch: 1,
+    fsyncEvery: 0,
+    cache: 'cached',
+  },
+  {
+    name: 'append-4k-fdatasync-x32',
+    title: '4 KiB appends into a preallocated log segment, fdatasync after each, 32 appenders (group commit; caio: linked write → fdsync)',
+    kind: 'group-commit',
+    op: 'write',
+    pattern: 'append',
+    blockSize: 4 * KiB,
+    depth: 32,
+    batch: 1,
+    fsyncEvery: 0,
+    cache: 'cached',
+  },
+  {
+    name: 'randread-4k-direct-fixed-qd64',
+    title: '4 KiB random reads, O_DIRECT, 64 in flight, buffers and file registered (caio registerBuffers/registerFiles; fio --fixedbufs --registerfiles)',
+    kind: 'direct-read-fixed',
+    op: 'read',
+    pattern: 'random',
+    blockSize: 4 * KiB,
+    depth: 64,
+    batch: 1,
+    fsyncEvery: 0,
+    cache: 'direct',
+  },
+  {
+    name: 'writev-16x4k-qd16',
+    title: 'writev of 16 × 4 KiB (64 KiB) at random offsets, page cache, 16 in flight',
+    kind: 'writev',
     op: 'write',
     pattern: 'random',
     blockSize: 64 * KiB,
@@ -179,6 +225,14 @@ export const SWEEPS: readonly Workload[] = [
   ),
 ]
 
+/** The storage-engine rows (issue 16): group commit, registered O_DIRECT reads, writev. */
+export function isStorageEngine(workload: Workload): boolean {
+  return workload.kind === 'group-commit' || workload.kind === 'direct-read-fixed' || workload.kind === 'writev'
+}
+
+/** Bytes of each buffer of a `writev` row's calls. */
+export const WRITEV_PIECE = 4 * KiB
+
 export function isSweep(workload: Workload): boolean {
   return workload.kind === 'sweep-concurrency' || workload.kind === 'sweep-chunk'
 }
@@ -197,7 +251,8 @@ export const WORKLOAD_GROUPS: Readonly<Record<string, (w: Workload) => boolean>>
   default: (w) => !isSweep(w),
   cached: (w) => w.kind === 'cached-read',
   batch: (w) => w.kind === 'batch',
-  direct: (w) => w.kind === 'direct-read',
+  direct: (w) => w.kind === 'direct-read' || w.kind === 'direct-read-fixed',
+  storage: (w) => isStorageEngine(w),
   write: (w) => w.op === 'write',
   read: (w) => w.op === 'read' && !isSweep(w),
   sweeps: (w) => isSweep(w),
@@ -210,5 +265,8 @@ export function reshape(workload: Workload, depth: number, batch: number): Workl
 
 /** A key that two workloads share exactly when a contender does the same work in both. */
 export function workloadKey(workload: Workload): string {
-  return [workload.op, workload.pattern, workload.blockSize, workload.depth, workload.batch, workload.fsyncEvery, workload.cache].join('/')
+  // A storage-engine row does other work than a plain row of the same shape (writev against
+  // 64 KiB writes, registered against plain O_DIRECT reads).
+  const kind = isStorageEngine(workload) ? workload.kind : ''
+  return [workload.op, workload.pattern, workload.blockSize, workload.depth, workload.batch, workload.fsyncEvery, workload.cache, kind].join('/')
 }

@@ -56,6 +56,8 @@ export interface Engine {
   submitBatch(batch: PreparedBatch, signal: AbortSignal | undefined): Promise<Float64Array>
   /** Rejects queued operations, waits for those in flight, releases everything. */
   close(): Promise<void>
+  /** Operations started on registered buffers and files so far (`uring`; zeros elsewhere). */
+  fixedUse(): { buffers: number; files: number }
   /** Worker threads of the thread backend. */
   readonly poolSize: number | undefined
   /** Whether kernel-side submission polling is on (uring). */

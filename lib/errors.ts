@@ -17,7 +17,7 @@ export interface SystemError extends Error {
   /**
    * The system call that failed: `'read'`, `'write'` (also for readv and writev, as in
    * `node:fs`), `'fsync'`, `'fdatasync'`, `'ftruncate'`, `'fallocate'`, `'sync_file_range'`,
-   * `'fadvise'`, or a path operation's.
+   * `'fadvise'`, `'io_uring_register'` (registering buffers or files), or a path operation's.
    */
   syscall: string
 }
@@ -50,6 +50,11 @@ export const SYSCALLS = [
   'fallocate',
   'sync_file_range',
   'fadvise',
+  // registerBuffers, unregisterBuffers, registerFiles, unregisterFiles
+  'io_uring_register',
+  'io_uring_register',
+  'io_uring_register',
+  'io_uring_register',
 ] as const
 export type Syscall = (typeof SYSCALLS)[number]
 

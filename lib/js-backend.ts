@@ -146,6 +146,24 @@ function perform(opcode: Opcode, fd: number, offset: Offset, bytes: Bytes, done:
         else writev(fd, buffers, offset, settle)
         return
       }
+      case Opcode.RegisterFiles: {
+        // node:fs has nothing to register with: every descriptor is checked to be open, as
+        // io_uring_register checks them, and then used as it is.
+        const raw = bytes as Uint8Array
+        const fds = new Int32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4)
+        const check = (i: number): void => {
+          if (i === fds.length) return done(0)
+          fstat(fds[i] as number, (error) => (error ? settle(error) : check(i + 1)))
+        }
+        check(0)
+        return
+      }
+      case Opcode.RegisterBuffers:
+      case Opcode.UnregisterBuffers:
+      case Opcode.UnregisterFiles:
+        // Ordinary I/O on the same memory: there is nothing to register or let go of.
+        process.nextTick(done, 0)
+        return
       case Opcode.Ftruncate:
         // fs.ftruncate takes no bigint: past 2^53 bytes, EFBIG as for a write there.
         if (typeof offset === 'bigint') fstat(fd, (error) => (error ? settle(error) : done(EFBIG)))
@@ -356,6 +374,10 @@ export class JsEngine implements Engine {
     if (this.#closing && this.#inFlight === 0) {
       for (const resolve of this.#closeWaiters.splice(0)) resolve()
     }
+  }
+
+  fixedUse(): { buffers: number; files: number } {
+    return { buffers: 0, files: 0 }
   }
 
   close(): Promise<void> {

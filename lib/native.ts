@@ -43,7 +43,7 @@ interface Binding {
   cancel(ctx: NativeContext, token: number): void
   /** Starts closing; a `CLOSED_SLOT` pair is delivered once it has, maybe within this call. */
   close(ctx: NativeContext): void
-  details(ctx: NativeContext): { poolSize: number; sqpoll: boolean }
+  details(ctx: NativeContext): { poolSize: number; sqpoll: boolean; fixedBufferOps: number; fixedFileOps: number }
   probe(backend: string): string | null
   /** Whether completions can reach the JS thread along `path` here; null if so, else why. Unix only. */
   probePath?(path: CompletionPath): string | null
@@ -320,6 +320,11 @@ export class NativeEngine implements Engine {
       this.#closeWaiters.push(resolve)
       this.#binding.close(this.#ctx)
     })
+  }
+
+  fixedUse(): { buffers: number; files: number } {
+    const details = this.#binding.details(this.#ctx)
+    return { buffers: details.fixedBufferOps, files: details.fixedFileOps }
   }
 
   /** Test hook: see {@link Binding.panicForTest}. */

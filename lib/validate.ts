@@ -5,7 +5,7 @@
  */
 import { invalidArgType, invalidArgValue, outOfRange } from './errors'
 import type { CodedError } from './errors'
-import { IOVEC_ROOM, MAX_IOVECS, RANGE_ARGS_SIZE } from './wire'
+import { IOVEC_ROOM, MAX_IOVECS, MAX_REGISTERED_BUFFERS, RANGE_ARGS_SIZE } from './wire'
 import type { IoVector } from './wire'
 
 /** The most bytes one operation moves: what one `read(2)` moves on Linux. */
@@ -234,6 +234,44 @@ export function validateBuffers(buffers: unknown, name = 'buffers'): IoVector {
     vector.push(validateView(buffers[i], `${name}[${i}]`))
   }
   return vector
+}
+
+/** The largest buffer io_uring registers: 1 GiB. */
+export const MAX_REGISTERED_BUFFER_LENGTH = 2 ** 30
+/** The most descriptors one `registerFiles` takes: io_uring's `IORING_MAX_FIXED_FILES`. */
+export const MAX_REGISTERED_FILES = 2 ** 20
+
+/**
+ * The buffers of a `registerBuffers`, as the addon takes them (an {@link IoVector}, as for
+ * `readv`): 1 to {@link MAX_REGISTERED_BUFFERS} views of 1 byte to 1 GiB each, none of a
+ * resizable ArrayBuffer (shrinking one gives memory back that the kernel would keep using).
+ */
+export function validateRegisteredBuffers(views: unknown, name = 'views'): IoVector {
+  if (!Array.isArray(views)) throw invalidArgType(name, 'an instance of Array', views)
+  const count = views.length
+  if (count < 1 || count > MAX_REGISTERED_BUFFERS) throw outOfRange(`${name}.length`, `>= 1 && <= ${MAX_REGISTERED_BUFFERS}`, count)
+  const vector: IoVector = [new Uint8Array(count * IOVEC_ROOM)]
+  for (let i = 0; i < count; i++) {
+    const view = validateView(views[i], `${name}[${i}]`)
+    const length = byteLengthOf(view)
+    if (length < 1 || length > MAX_REGISTERED_BUFFER_LENGTH) throw outOfRange(`${name}[${i}].byteLength`, `>= 1 && <= ${MAX_REGISTERED_BUFFER_LENGTH}`, length)
+    const buffer = gettersOf(view).buffer.call(view) as ArrayBufferLike
+    if ((buffer as { resizable?: boolean }).resizable === true) {
+      throw invalidArgValue(`${name}[${i}]`, 'must not be a view of a resizable ArrayBuffer', view)
+    }
+    vector.push(view)
+  }
+  return vector
+}
+
+/** The descriptors of a `registerFiles`: 1 to {@link MAX_REGISTERED_FILES} of them, as an Int32Array. */
+export function validateRegisteredFiles(fds: unknown, name = 'fds'): Int32Array {
+  if (!Array.isArray(fds)) throw invalidArgType(name, 'an instance of Array', fds)
+  const count = fds.length
+  if (count < 1 || count > MAX_REGISTERED_FILES) throw outOfRange(`${name}.length`, `>= 1 && <= ${MAX_REGISTERED_FILES}`, count)
+  const numbers = new Int32Array(count)
+  for (let i = 0; i < count; i++) numbers[i] = validateFd(fds[i], `${name}[${i}]`)
+  return numbers
 }
 
 const TWO_32 = 2 ** 32

@@ -48,6 +48,14 @@ export const enum Opcode {
   SyncRange = 18,
   /** The view is the argument area: length (0: to end of file), `POSIX_FADV_*` advice. */
   Fadvise = 19,
+  /** The view is an {@link IoVector} of the buffers to register (at most {@link MAX_REGISTERED_BUFFERS}). */
+  RegisterBuffers = 20,
+  /** No view: lets go of the registered buffers once no operation uses them. */
+  UnregisterBuffers = 21,
+  /** The view is an Int32Array of the descriptors to register. */
+  RegisterFiles = 22,
+  /** No view: lets go of the registered descriptors once no operation uses them. */
+  UnregisterFiles = 23,
 }
 
 /** The offset of a read or write at the descriptor's file position (`caio_core::AT_CURSOR`). */
@@ -77,6 +85,8 @@ export const RESULT_UNSUPPORTED = -1048579
 export const IOVEC_ROOM = 16
 /** The most buffers one vectored operation takes: Linux's `IOV_MAX` (`wire::MAX_IOVECS`). */
 export const MAX_IOVECS = 1024
+/** The most buffers one `registerBuffers` takes: io_uring's `IORING_MAX_REG_BUFFERS` (`wire::MAX_REGISTERED_BUFFERS`). */
+export const MAX_REGISTERED_BUFFERS = 16384
 /**
  * Bytes of the argument area of `Fallocate`, `SyncRange` and `Fadvise`
  * (`caio_core::RANGE_ARGS_SIZE`): native-endian 32-bit words, the length's low and high

@@ -19,6 +19,16 @@
 //! The buffer of a vectored operation ([`Opcode::Readv`], [`Opcode::Writev`]) is an array
 //! of `iovec`s, and the rule covers the memory each of them describes as well: all of it
 //! stays valid, and untouched by anybody else, until the completion is reaped.
+//!
+//! # The registration rule
+//!
+//! [`Opcode::RegisterBuffers`] hands a backend `iovec`s that it may give the kernel to keep
+//! (io_uring's registered buffers). Whoever pushes it promises more than the buffer rule:
+//! the memory those `iovec`s describe stays valid **until the completion of a later
+//! [`Opcode::UnregisterBuffers`] has been reaped, or the backend has been dropped**. A
+//! backend may then do a read or write whose buffer lies inside that memory on the
+//! registered copy of it (`READ_FIXED`/`WRITE_FIXED`); it finishes an `UnregisterBuffers`
+//! only once no operation that does so is outstanding.
 
 #[cfg(unix)]
 pub mod cached;
@@ -112,6 +122,20 @@ pub enum Opcode {
   /// `posix_fadvise(fd, offset, len, advice)`: the buffer holds the [`RangeArgs`] (`len`,
   /// 0 for "to the end of the file", and the `POSIX_FADV_*` advice).
   Fadvise = 19,
+  /// Registers the buffers the `iovec` array in the buffer describes (`len` is the array's
+  /// size in bytes), so that reads and writes inside them may use the registered copy (see
+  /// the registration rule in the crate docs). A backend without registered buffers does
+  /// ordinary I/O on the same memory and answers 0.
+  RegisterBuffers = 20,
+  /// Lets go of the registered buffers once no operation uses them any more; 0 when none
+  /// were registered.
+  UnregisterBuffers = 21,
+  /// Registers the descriptors in the buffer (native-endian `i32`s), so that operations on
+  /// them may use the registered file; every one must be open (`EBADF`). A backend without
+  /// registered files answers 0 once it has checked them.
+  RegisterFiles = 22,
+  /// Lets go of the registered descriptors once no operation uses them any more.
+  UnregisterFiles = 23,
 }
 
 /// The offset of a read or write that uses and advances the descriptor's file position,
@@ -182,7 +206,7 @@ impl RangeArgs {
 
 impl Opcode {
   /// Every opcode, in wire order.
-  pub const ALL: [Opcode; 20] = [
+  pub const ALL: [Opcode; 24] = [
     Opcode::Read,
     Opcode::Write,
     Opcode::Fsync,
@@ -203,6 +227,10 @@ impl Opcode {
     Opcode::Fallocate,
     Opcode::SyncRange,
     Opcode::Fadvise,
+    Opcode::RegisterBuffers,
+    Opcode::UnregisterBuffers,
+    Opcode::RegisterFiles,
+    Opcode::UnregisterFiles,
   ];
 
   /// Decodes the number JavaScript passes for an opcode.
@@ -234,7 +262,28 @@ impl Opcode {
       Opcode::Fallocate => "fallocate",
       Opcode::SyncRange => "sync_file_range",
       Opcode::Fadvise => "fadvise",
+      Opcode::RegisterBuffers
+      | Opcode::UnregisterBuffers
+      | Opcode::RegisterFiles
+      | Opcode::UnregisterFiles => "io_uring_register",
     }
+  }
+
+  /// Whether the operation registers or unregisters buffers or descriptors.
+  pub fn is_registration(self) -> bool {
+    matches!(
+      self,
+      Opcode::RegisterBuffers
+        | Opcode::UnregisterBuffers
+        | Opcode::RegisterFiles
+        | Opcode::UnregisterFiles
+    )
+  }
+
+  /// Whether the operation's buffer is an array of `iovec`s that the caller's memory fills
+  /// in: the vectored operations' and `RegisterBuffers`'.
+  pub fn holds_iovecs(self) -> bool {
+    self.is_vectored() || self == Opcode::RegisterBuffers
   }
 
   /// Whether the operation's buffer is an array of `iovec`s (`Readv`, `Writev`).
@@ -280,7 +329,12 @@ impl Opcode {
   pub fn has_buffer(self) -> bool {
     !matches!(
       self,
-      Opcode::Fsync | Opcode::Fdatasync | Opcode::Close | Opcode::Ftruncate
+      Opcode::Fsync
+        | Opcode::Fdatasync
+        | Opcode::Close
+        | Opcode::Ftruncate
+        | Opcode::UnregisterBuffers
+        | Opcode::UnregisterFiles
     )
   }
 
@@ -399,6 +453,17 @@ pub struct Traits {
   pub cheap_submit: bool,
 }
 
+/// How many operations a backend started on registered resources: io_uring's fixed buffers
+/// (`READ_FIXED`/`WRITE_FIXED`) and fixed files (`IOSQE_FIXED_FILE`). Zero for a backend
+/// that has none; what a test looks at to see that they are really used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FixedUse {
+  /// Reads and writes started on a registered buffer.
+  pub buffers: u64,
+  /// Operations started on a registered descriptor.
+  pub files: u64,
+}
+
 /// What a [`Backend::submit`] tells the scheduler about the completions to come.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Submitted {
@@ -460,6 +525,11 @@ pub trait Backend {
 
   /// The notifier that becomes readable whenever completions are ready.
   fn notifier(&self) -> &Notifier;
+
+  /// How many operations this backend started on registered resources so far.
+  fn fixed_use(&self) -> FixedUse {
+    FixedUse::default()
+  }
 }
 
 /// Whether `result` of a completion is an error, and which.

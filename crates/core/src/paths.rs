@@ -56,6 +56,10 @@ pub unsafe fn well_formed(op: &Operation) -> bool {
     Opcode::Close | Opcode::Ftruncate => return true,
     // The iovecs are the pusher's to get right (the buffer rule covers what they describe).
     Opcode::Readv | Opcode::Writev => return true,
+    Opcode::RegisterBuffers
+    | Opcode::UnregisterBuffers
+    | Opcode::RegisterFiles
+    | Opcode::UnregisterFiles => return true,
     Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise => {
       return whole.len() >= crate::RANGE_ARGS_SIZE
     }
@@ -91,7 +95,11 @@ pub unsafe fn perform_path_operation(op: &Operation) -> i64 {
     | Opcode::Writev
     | Opcode::Fallocate
     | Opcode::SyncRange
-    | Opcode::Fadvise => EINVAL,
+    | Opcode::Fadvise
+    | Opcode::RegisterBuffers
+    | Opcode::UnregisterBuffers
+    | Opcode::RegisterFiles
+    | Opcode::UnregisterFiles => EINVAL,
     Opcode::Close => {
       // Never retried: after an interrupted close the descriptor is gone on Linux.
       // SAFETY: takes no pointer; closing a descriptor the caller named is the request.

@@ -41,6 +41,10 @@ pub fn retry_eintr(mut call: impl FnMut() -> i64) -> i64 {
 /// `op.buf` is valid for `op.len` bytes and nobody else touches them meanwhile (the buffer
 /// rule, crate docs).
 pub unsafe fn perform_blocking(op: &Operation) -> i64 {
+  if op.opcode.is_registration() {
+    // SAFETY: the caller upholds the buffer rule, which is that function's contract too.
+    return unsafe { check_registration(op) };
+  }
   if op.opcode.is_vectored() || op.opcode.takes_range() {
     // SAFETY: the caller upholds the buffer rule, which is that function's contract too.
     return unsafe { perform_storage_operation(op) };
@@ -65,6 +69,33 @@ pub unsafe fn perform_blocking(op: &Operation) -> i64 {
       }
     }
   })
+}
+
+/// A registration where there is nothing to register with: the same memory and descriptors
+/// are used as they are, so the answer is 0 — once every descriptor of a `RegisterFiles`
+/// was found open (`EBADF` otherwise, as `io_uring_register` answers).
+///
+/// # Safety
+/// The buffer rule: a `RegisterFiles` buffer holds `op.len` readable bytes.
+unsafe fn check_registration(op: &Operation) -> i64 {
+  if op.opcode != Opcode::RegisterFiles || op.buf.is_null() {
+    return 0;
+  }
+  let count = op.len as usize / std::mem::size_of::<i32>();
+  for i in 0..count {
+    // SAFETY: `i * 4 + 4 <= op.len` readable bytes (the caller's guarantee); unaligned, since
+    // nothing promises the facade's array an alignment here.
+    let fd = unsafe { op.buf.cast::<i32>().add(i).read_unaligned() };
+    // SAFETY: takes no pointer; asks about a descriptor number.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+      return -i64::from(
+        io::Error::last_os_error()
+          .raw_os_error()
+          .unwrap_or(libc::EBADF),
+      );
+    }
+  }
+  0
 }
 
 /// Runs one vectored or range operation (`Readv`, `Writev`, `Fallocate`, `SyncRange`,

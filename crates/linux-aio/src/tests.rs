@@ -431,3 +431,10 @@ fn range_operations_on_the_side_pool() {
   contract::range_operations(&mut offloaded);
   assert!(offloaded.pool_started(), "kernel AIO has no fallocate");
 }
+
+#[test]
+fn registrations_go_to_the_side_pool_and_answer() {
+  let aio = AioBackend::new(2).unwrap();
+  let mut offloaded = caio_thread::Offload::new(aio, AioBackend::performs);
+  contract::registrations_answer_and_check_descriptors(&mut offloaded);
+}

@@ -186,8 +186,10 @@ callback!(
       fields
     };
     let mut op = wire::decode_call(&fields).map_err(|refusal| type_error(env, refusal.message()))?;
-    if op.opcode.is_vectored() {
-      let (data, length) = env.io_vector(view).map_err(|message| type_error(env, message))?;
+    if op.opcode.holds_iovecs() {
+      let (data, length) = env
+        .io_vector(view, wire::max_iovecs(op.opcode))
+        .map_err(|message| type_error(env, message))?;
       op.buf = data;
       op.len = wire::length(length);
     } else if op.opcode.has_buffer() {
@@ -228,8 +230,8 @@ callback!(
     }
     let ops = wire::decode_batch(&fields, |position, opcode| {
       let view = env.element(views, position as u32).map_err(|_| "views must be an array")?;
-      if opcode.is_vectored() {
-        return env.io_vector(view);
+      if opcode.holds_iovecs() {
+        return env.io_vector(view, wire::max_iovecs(opcode));
       }
       env.view_bytes(view).map_err(|_| "a batch buffer must be an ArrayBufferView")
     })
@@ -299,13 +301,25 @@ callback!(
 );
 
 callback!(
-  /// `details(ctx) -> { poolSize, sqpoll }`
+  /// `details(ctx) -> { poolSize, sqpoll, fixedBufferOps, fixedFileOps }`: the last two
+  /// count the operations started on registered buffers and files (0 once closed).
   #[cfg(unix)]
   details(env, info) {
     let [ctx] = env.args::<1>(info).map_err(|_| internal(env))?;
-    let details = borrow(env, shared(env, ctx)?)?.details;
+    let (details, fixed) = {
+      let ctx = borrow(env, shared(env, ctx)?)?;
+      let fixed = ctx.scheduler.backend().map(|backend| backend.fixed_use()).unwrap_or_default();
+      (ctx.details, fixed)
+    };
     env
-      .object(&[(c"poolSize", details.pool_size as f64)], &[(c"sqpoll", details.sqpoll)])
+      .object(
+        &[
+          (c"poolSize", details.pool_size as f64),
+          (c"fixedBufferOps", fixed.buffers as f64),
+          (c"fixedFileOps", fixed.files as f64),
+        ],
+        &[(c"sqpoll", details.sqpoll)],
+      )
       .map_err(|_| internal(env))
   }
 );

@@ -37,6 +37,17 @@ pub mod result {
 pub const IOVEC_ROOM: usize = 16;
 /// The most buffers one vectored operation takes: Linux's `IOV_MAX`.
 pub const MAX_IOVECS: usize = 1024;
+/// The most buffers one `RegisterBuffers` takes: io_uring's `IORING_MAX_REG_BUFFERS`.
+pub const MAX_REGISTERED_BUFFERS: usize = 1 << 14;
+
+/// The most `iovec`s the buffer of an operation with `opcode` holds.
+pub fn max_iovecs(opcode: Opcode) -> usize {
+  if opcode == Opcode::RegisterBuffers {
+    MAX_REGISTERED_BUFFERS
+  } else {
+    MAX_IOVECS
+  }
+}
 
 /// The slot number of the delivery pair that says the context finished closing.
 pub const CLOSED_SLOT: f64 = -1.0;
@@ -267,6 +278,7 @@ mod tests {
   fn refuses_every_bad_field() {
     let bad = [
       [9.0, 1.0, 0.0, 0.0, 0.0],
+      [24.0, 1.0, 0.0, 0.0, 0.0],
       [20.0, 1.0, 0.0, 0.0, 0.0],
       [0.5, 1.0, 0.0, 0.0, 0.0],
       [f64::NAN, 1.0, 0.0, 0.0, 0.0],

@@ -10,7 +10,9 @@
 use std::io;
 
 use caio_core::local::LocalCompletions;
-use caio_core::{Backend, Completion, Full, Notifier, Operation, Place, Submitted, Traits};
+use caio_core::{
+  Backend, Completion, FixedUse, Full, Notifier, Operation, Place, Submitted, Traits,
+};
 
 use crate::ThreadBackend;
 
@@ -151,5 +153,9 @@ impl<B: Backend> Backend for Offload<B> {
 
   fn notifier(&self) -> &Notifier {
     self.inner.notifier()
+  }
+
+  fn fixed_use(&self) -> FixedUse {
+    self.inner.fixed_use()
   }
 }

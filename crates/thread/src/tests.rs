@@ -337,3 +337,8 @@ fn vectored_reads_and_writes() {
 fn range_operations() {
   contract::range_operations(&mut ThreadBackend::new(2, 2).unwrap());
 }
+
+#[test]
+fn registrations_answer_and_check_descriptors() {
+  contract::registrations_answer_and_check_descriptors(&mut ThreadBackend::new(2, 1).unwrap());
+}

@@ -74,7 +74,11 @@ impl UringBackend {
     }
     for &index in &held[..missed] {
       let slot = &self.table.slots[index as usize];
-      let entry = build_entry(&slot.op, user_data(index as usize, slot.generation));
+      let entry = build_entry(
+        &slot.op,
+        slot.fixed,
+        user_data(index as usize, slot.generation),
+      );
       // SAFETY: the pusher of this operation upholds the buffer rule until its completion
       // is reaped, which has not happened: it is still outstanding.
       if !unsafe { self.push_entry(&entry) } {

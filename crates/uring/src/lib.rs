@@ -29,6 +29,7 @@
 
 mod held;
 mod probe;
+mod registered;
 mod ring;
 mod table;
 
@@ -38,14 +39,17 @@ use std::time::{Duration, Instant};
 use caio_core::local::LocalCompletions;
 use caio_core::sys::Credentials;
 use caio_core::{
-  Backend, Completion, Full, Notifier, Opcode, Operation, Place, RangeArgs, Submitted, Traits,
+  Backend, Completion, FixedUse, Full, Notifier, Opcode, Operation, Place, RangeArgs, Submitted,
+  Traits,
 };
 use io_uring::{opcode, squeue, types, IoUring};
 
+use registered::Registry;
 use ring::{build_entry, build_ring};
 use table::{user_data, CancelState, Table, CANCEL_TAG};
 
 pub use probe::probe;
+pub use registered::MAX_REGISTERED_BUFFERS;
 
 /// The most operations one ring can have outstanding: the kernel's largest submission queue.
 pub const MAX_CAPACITY: usize = 32768;
@@ -105,6 +109,8 @@ pub struct UringBackend {
   opcodes: u32,
   /// With SQPOLL: the credentials the ring's kernel thread has (the process's at set-up).
   set_up_as: Option<Credentials>,
+  /// The registered buffers and files (see the `registered` module).
+  registry: Registry,
 }
 
 impl UringBackend {
@@ -142,6 +148,7 @@ impl UringBackend {
       held: Vec::with_capacity(if sqpoll { capacity } else { 0 }),
       done_here: LocalCompletions::default(),
       notifier,
+      registry: Registry::default(),
     })
   }
 
@@ -156,7 +163,7 @@ impl UringBackend {
     if self.opcodes & (1 << op.opcode as u32) == 0 {
       return false;
     }
-    if op.opcode.uses_buffer() || op.opcode.is_vectored() || !op.opcode.has_buffer() {
+    if op.opcode.uses_buffer() || op.opcode.holds_iovecs() || !op.opcode.has_buffer() {
       return true;
     }
     if op.opcode.takes_range() {
@@ -265,7 +272,7 @@ impl UringBackend {
         self.table.settle(index, -libc::ECANCELED, out);
         continue;
       }
-      let entry = build_entry(&slot.op, user_data(index, slot.generation));
+      let entry = build_entry(&slot.op, slot.fixed, user_data(index, slot.generation));
       // SAFETY: the pusher of this operation upholds the buffer rule until its completion
       // is reaped, which has not happened: it is still outstanding.
       if !unsafe { self.push_entry(&entry) } {
@@ -334,6 +341,14 @@ impl Backend for UringBackend {
     let Some(index) = self.table.take(op) else {
       return Err(Full);
     };
+    if op.opcode.is_registration() && self.performs(&op) {
+      self.table.outstanding += 1;
+      self.register(index);
+      return Ok(index as Place);
+    }
+    if op.opcode == Opcode::Close && self.registry.has_files() {
+      self.registry.forget_file(op.fd);
+    }
     if !op.opcode.uses_buffer() && !self.performs(&op) {
       // Offload sends these to its pool; pushed here all the same, refuse them rather
       // than hand the kernel a path it would read past or an opcode it lacks.
@@ -345,11 +360,18 @@ impl Backend for UringBackend {
       return Ok(index as Place);
     }
     if self.chain.is_empty() && self.hold(&op) {
+      // Most of these are done on this thread with preadv2: they stay ordinary reads.
       self.held.push(index as u32);
       self.table.outstanding += 1;
       return Ok(index as Place);
     }
-    let entry = build_entry(&op, user_data(index, self.table.slots[index].generation));
+    let fixed = self.registry.take_for(&op);
+    self.table.use_fixed(index, fixed);
+    let entry = build_entry(
+      &op,
+      fixed,
+      user_data(index, self.table.slots[index].generation),
+    );
     if self.sqpoll && (op.link || !self.chain.is_empty()) {
       // The kernel thread must see a chain whole: hold it back until its end.
       self.chain.push(entry);
@@ -413,6 +435,9 @@ impl Backend for UringBackend {
     if self.stalled || !self.table.retry.is_empty() || self.table.deferred_cancels > 0 {
       self.resume(out);
     }
+    if self.registry.draining() {
+      self.finish_unregistering(out);
+    }
   }
 
   #[inline]
@@ -465,6 +490,10 @@ impl Backend for UringBackend {
 
   fn notifier(&self) -> &Notifier {
     &self.notifier
+  }
+
+  fn fixed_use(&self) -> FixedUse {
+    self.registry.used()
   }
 }
 

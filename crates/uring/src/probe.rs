@@ -21,7 +21,9 @@ const REQUIRED: [(u8, &str); 4] = [
 
 /// The `caio_core::Opcode`s `ring` does, one bit each: the data operations always (the
 /// probe made sure), each path and storage-engine operation when the kernel has its
-/// opcode. `access` and the whole-file copy have none.
+/// opcode, and the registrations where registering does not quiesce the ring
+/// (`IORING_FEAT_RSRC_TAGS`, 5.13: see the `registered` module). `access` and the
+/// whole-file copy have none.
 pub(crate) fn supported_opcodes(ring: &IoUring) -> u32 {
   let data = [
     Opcode::Read,
@@ -30,6 +32,17 @@ pub(crate) fn supported_opcodes(ring: &IoUring) -> u32 {
     Opcode::Fdatasync,
   ];
   let mut bits = data.iter().fold(0, |bits, &op| bits | 1 << op as u32);
+  if ring.params().is_feature_resource_tagging() {
+    let registrations = [
+      Opcode::RegisterBuffers,
+      Opcode::UnregisterBuffers,
+      Opcode::RegisterFiles,
+      Opcode::UnregisterFiles,
+    ];
+    bits = registrations
+      .iter()
+      .fold(bits, |bits, &op| bits | 1 << op as u32);
+  }
   let mut probe = Probe::new();
   if ring.submitter().register_probe(&mut probe).is_err() {
     return bits;

@@ -6,7 +6,26 @@ use std::io;
 use caio_core::{Opcode, Operation, RangeArgs, AT_CURSOR, IOVEC_SIZE, STATX_SIZE};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use crate::table::Fixed;
 use crate::UringBackend;
+
+/// `$entry` with `$target` bound to the operation's file: its registered index when it has
+/// one (the builder then sets `IOSQE_FIXED_FILE`), else its descriptor. One arm per target
+/// type, since the builders take either.
+macro_rules! on_file {
+  ($file:expr, $fd:expr, |$target:ident| $entry:expr) => {
+    match $file {
+      Some(index) => {
+        let $target = types::Fixed(index);
+        $entry
+      }
+      None => {
+        let $target = types::Fd($fd);
+        $entry
+      }
+    }
+  };
+}
 
 /// How long an SQPOLL kernel thread spins without work before it sleeps.
 pub(crate) const SQPOLL_IDLE_MS: u32 = 50;
@@ -30,10 +49,10 @@ pub(crate) fn build_ring(sq_entries: u32, sqpoll: bool) -> io::Result<(IoUring, 
 }
 
 /// The submission queue entry for `op`, one of the opcodes [`UringBackend::performs`]
-/// accepts (the others are never pushed).
+/// accepts (the others are never pushed), on the registered buffer and file `fixed` names.
 #[inline]
-pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
-  let fd = types::Fd(op.fd);
+pub(crate) fn build_entry(op: &Operation, fixed: Fixed, user_data: u64) -> squeue::Entry {
+  let file = fixed.file;
   // u64::MAX is -1 to the kernel: "at the file position", which only AT_CURSOR asks for.
   // Clamp any other offset, and the kernel refuses it with EINVAL as pread would.
   let offset = if op.offset == AT_CURSOR {
@@ -41,22 +60,35 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
   } else {
     op.offset.min(i64::MAX as u64)
   };
-  let entry = match op.opcode {
-    Opcode::Read => opcode::Read::new(fd, op.buf, op.len)
+  let entry = match (op.opcode, fixed.buffer) {
+    (Opcode::Read, None) => on_file!(file, op.fd, |fd| opcode::Read::new(fd, op.buf, op.len)
       .offset(offset)
       .ioprio(op.priority)
-      .build(),
-    Opcode::Write => opcode::Write::new(fd, op.buf, op.len)
+      .build()),
+    (Opcode::Write, None) => on_file!(file, op.fd, |fd| opcode::Write::new(fd, op.buf, op.len)
       .offset(offset)
       .ioprio(op.priority)
-      .build(),
-    Opcode::Fsync => opcode::Fsync::new(fd).build(),
-    Opcode::Fdatasync => opcode::Fsync::new(fd)
+      .build()),
+    (Opcode::Read, Some(index)) => on_file!(file, op.fd, |fd| opcode::ReadFixed::new(
+      fd, op.buf, op.len, index
+    )
+    .offset(offset)
+    .ioprio(op.priority)
+    .build()),
+    (Opcode::Write, Some(index)) => on_file!(file, op.fd, |fd| opcode::WriteFixed::new(
+      fd, op.buf, op.len, index
+    )
+    .offset(offset)
+    .ioprio(op.priority)
+    .build()),
+    (Opcode::Fsync, _) => on_file!(file, op.fd, |fd| opcode::Fsync::new(fd).build()),
+    (Opcode::Fdatasync, _) => on_file!(file, op.fd, |fd| opcode::Fsync::new(fd)
       .flags(types::FsyncFlags::DATASYNC)
-      .build(),
-    Opcode::Readv | Opcode::Writev | Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise => {
-      build_storage_entry(op, offset)
-    }
+      .build()),
+    (
+      Opcode::Readv | Opcode::Writev | Opcode::Fallocate | Opcode::SyncRange | Opcode::Fadvise,
+      _,
+    ) => build_storage_entry(op, file, offset),
     _ => build_path_entry(op),
   }
   .user_data(user_data);
@@ -67,11 +99,11 @@ pub(crate) fn build_entry(op: &Operation, user_data: u64) -> squeue::Entry {
   }
 }
 
-/// The entry of a vectored or range operation. `performs` made sure that a range
-/// operation's buffer holds its arguments and that its length fits the entry.
+/// The entry of a vectored or range operation, on registered file `file` if it has one.
+/// `performs` made sure that a range operation's buffer holds its arguments and that its
+/// length fits the entry.
 #[cold]
-fn build_storage_entry(op: &Operation, offset: u64) -> squeue::Entry {
-  let fd = types::Fd(op.fd);
+fn build_storage_entry(op: &Operation, file: Option<u32>, offset: u64) -> squeue::Entry {
   let iovecs = (op.len as usize / IOVEC_SIZE) as u32;
   // SAFETY: the pusher upholds the buffer rule for the argument area (checked by
   // `performs` to be long enough); a vectored operation's buffer is not read here.
@@ -79,26 +111,34 @@ fn build_storage_entry(op: &Operation, offset: u64) -> squeue::Entry {
     length: 0,
     flags: 0,
   });
+  let iov = op.buf.cast::<libc::iovec>();
   match op.opcode {
-    Opcode::Readv => opcode::Readv::new(fd, op.buf.cast::<libc::iovec>(), iovecs)
+    Opcode::Readv => on_file!(file, op.fd, |fd| opcode::Readv::new(fd, iov, iovecs)
       .offset(offset)
       .ioprio(op.priority)
-      .build(),
-    Opcode::Writev => opcode::Writev::new(fd, op.buf.cast::<libc::iovec>(), iovecs)
+      .build()),
+    Opcode::Writev => on_file!(file, op.fd, |fd| opcode::Writev::new(fd, iov, iovecs)
       .offset(offset)
       .ioprio(op.priority)
-      .build(),
-    Opcode::Fallocate => opcode::Fallocate::new(fd, args.length)
+      .build()),
+    Opcode::Fallocate => on_file!(file, op.fd, |fd| opcode::Fallocate::new(fd, args.length)
       .offset(offset)
       .mode(args.flags as i32)
-      .build(),
-    Opcode::SyncRange => opcode::SyncFileRange::new(fd, args.length as u32)
-      .offset(offset)
-      .flags(args.flags)
-      .build(),
-    _ => opcode::Fadvise::new(fd, args.length as libc::off_t, args.flags as i32)
-      .offset(offset)
-      .build(),
+      .build()),
+    Opcode::SyncRange => on_file!(file, op.fd, |fd| opcode::SyncFileRange::new(
+      fd,
+      args.length as u32
+    )
+    .offset(offset)
+    .flags(args.flags)
+    .build()),
+    _ => on_file!(file, op.fd, |fd| opcode::Fadvise::new(
+      fd,
+      args.length as libc::off_t,
+      args.flags as i32
+    )
+    .offset(offset)
+    .build()),
   }
 }
 
@@ -138,8 +178,9 @@ fn build_path_entry(op: &Operation) -> squeue::Entry {
     Opcode::Ftruncate => {
       opcode::Ftruncate::new(types::Fd(op.fd), op.offset.min(i64::MAX as u64)).build()
     }
-    // Never pushed (`performs` sends them to the side pool): a harmless entry the kernel
-    // answers with EBADF should one get here all the same.
+    // Never pushed (`performs` sends them to the side pool, `push` does the registrations
+    // itself): a harmless entry the kernel answers with EBADF should one get here all the
+    // same.
     Opcode::Read
     | Opcode::Write
     | Opcode::Fsync
@@ -151,7 +192,11 @@ fn build_path_entry(op: &Operation) -> squeue::Entry {
     | Opcode::Fadvise
     | Opcode::Access
     | Opcode::Copyfile
-    | Opcode::ReadSmall => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),
+    | Opcode::ReadSmall
+    | Opcode::RegisterBuffers
+    | Opcode::UnregisterBuffers
+    | Opcode::RegisterFiles
+    | Opcode::UnregisterFiles => opcode::Ftruncate::new(types::Fd(-1), u64::MAX).build(),
   }
 }
 

@@ -22,10 +22,29 @@ pub(crate) enum CancelState {
   Sent,
 }
 
+/// The registered resources an operation was pushed with (`registered.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Fixed {
+  /// The index of the registered buffer its buffer lies in: `READ_FIXED`/`WRITE_FIXED`.
+  pub(crate) buffer: Option<u16>,
+  /// The index of its registered descriptor: `IOSQE_FIXED_FILE`.
+  pub(crate) file: Option<u32>,
+}
+
+impl Fixed {
+  /// Neither: an ordinary operation.
+  pub(crate) const NONE: Fixed = Fixed {
+    buffer: None,
+    file: None,
+  };
+}
+
 /// One outstanding operation.
 #[derive(Clone, Copy)]
 pub(crate) struct Slot {
   pub(crate) op: Operation,
+  /// What registered resources its entry uses, the same on every resubmission.
+  pub(crate) fixed: Fixed,
   /// Bumped on every reuse, so `user_data` from an earlier tenant never matches.
   pub(crate) generation: u32,
   pub(crate) busy: bool,
@@ -47,6 +66,9 @@ pub(crate) struct Table {
   pub(crate) cancels_in_flight: usize,
   /// Slots in [`CancelState::Deferred`].
   pub(crate) deferred_cancels: usize,
+  /// Busy slots using a registered buffer, and a registered file.
+  fixed_buffers: usize,
+  fixed_files: usize,
 }
 
 impl Table {
@@ -54,6 +76,7 @@ impl Table {
   pub(crate) fn new(capacity: usize) -> Table {
     let idle = Slot {
       op: Operation::sync(Opcode::Fsync, -1, 0),
+      fixed: Fixed::NONE,
       generation: 0,
       busy: false,
       cancel: CancelState::None,
@@ -66,7 +89,34 @@ impl Table {
       outstanding: 0,
       cancels_in_flight: 0,
       deferred_cancels: 0,
+      fixed_buffers: 0,
+      fixed_files: 0,
     }
+  }
+
+  /// Records that slot `index` (just taken) uses `fixed`, until it settles.
+  #[inline]
+  pub(crate) fn use_fixed(&mut self, index: usize, fixed: Fixed) {
+    self.slots[index].fixed = fixed;
+    self.fixed_buffers += usize::from(fixed.buffer.is_some());
+    self.fixed_files += usize::from(fixed.file.is_some());
+  }
+
+  /// Busy slots using a registered buffer (`buffers`) or a registered file.
+  pub(crate) fn fixed_in_use(&self, buffers: bool) -> usize {
+    if buffers {
+      self.fixed_buffers
+    } else {
+      self.fixed_files
+    }
+  }
+
+  /// Slot `index` no longer uses registered resources.
+  #[inline]
+  fn release_fixed(&mut self, index: usize) {
+    let fixed = std::mem::replace(&mut self.slots[index].fixed, Fixed::NONE);
+    self.fixed_buffers -= usize::from(fixed.buffer.is_some());
+    self.fixed_files -= usize::from(fixed.file.is_some());
   }
 
   /// Takes a free slot for `op` and returns its index, or `None` when all are taken.
@@ -84,6 +134,7 @@ impl Table {
 
   /// Gives back a slot that `take` handed out and whose operation never reached the kernel.
   pub(crate) fn untake(&mut self, index: usize) {
+    self.release_fixed(index);
     self.slots[index].busy = false;
     self.free.push(index as u32);
   }
@@ -99,6 +150,7 @@ impl Table {
   /// Hands the completion of slot `index` out and frees the slot.
   #[inline]
   pub(crate) fn settle(&mut self, index: usize, result: i32, out: &mut Vec<Completion>) {
+    self.release_fixed(index);
     let slot = &mut self.slots[index];
     out.push(Completion {
       token: slot.op.token,

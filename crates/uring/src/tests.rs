@@ -1004,3 +1004,8 @@ fn links_only_the_operations_whose_failure_the_kernel_lets_break_a_chain() {
     );
   }
 }
+
+#[test]
+fn registrations_answer_and_check_descriptors() {
+  contract::registrations_answer_and_check_descriptors(&mut backend(2));
+}

@@ -179,8 +179,12 @@ impl Env {
   /// Writes one `iovec` per buffer, each describing the buffer's real extent, at the area's
   /// start, and returns where they start and their size in bytes: the operation's buffer.
   /// Fails when the shape is not that, without writing anything.
-  pub fn io_vector(self, vector: sys::napi_value) -> Result<(*mut u8, usize), &'static str> {
-    use caio_scheduler::wire::{IOVEC_ROOM, MAX_IOVECS};
+  pub fn io_vector(
+    self,
+    vector: sys::napi_value,
+    max_iovecs: usize,
+  ) -> Result<(*mut u8, usize), &'static str> {
+    use caio_scheduler::wire::IOVEC_ROOM;
     let area = self
       .element(vector, 0)
       .map_err(|_| "a vector must be an array")?;
@@ -189,7 +193,7 @@ impl Env {
       .map_err(|_| "a vector must start with its iovec area")?;
     let count = room / IOVEC_ROOM;
     if room % IOVEC_ROOM != 0
-      || count > MAX_IOVECS
+      || count > max_iovecs
       || (count > 0 && area.align_offset(std::mem::align_of::<libc::iovec>()) != 0)
     {
       return Err("a vector's iovec area must be an aligned Uint8Array of 16 bytes per buffer");
