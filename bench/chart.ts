@@ -54,11 +54,13 @@ const COLORS: Readonly<Record<string, string>> = {
   'bun:fs.readSync': '#c9b037',
   'bun:caio:uring': '#3b8bb0',
   'bun:caio:thread': '#6bb0d0',
+  'bun:caio:uring+sqpoll': '#1f5f80',
   'deno:fs.promises': '#5f8f3e',
   'deno:fs.callbacks': '#3e6b2a',
   'deno:fs.readSync': '#a4c98a',
   'deno:caio:uring': '#2a6f97',
   'deno:caio:thread': '#61a5c2',
+  'deno:caio:uring+sqpoll': '#1b4965',
 }
 
 function color(id: string): string {

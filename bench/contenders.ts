@@ -276,18 +276,18 @@ function runtimeContender(runtime: OtherRuntime, way: NodeWay): Contender {
 }
 
 /** caio on one backend under Bun or Deno (its threadsafe-function completion path), in the cached-read groups. */
-function runtimeCaioContender(runtime: OtherRuntime, backend: BackendName): Contender {
-  const plain = caioContender({ backend, sqpoll: false, batch: false })
+function runtimeCaioContender(runtime: OtherRuntime, backend: BackendName, sqpoll = false): Contender {
+  const plain = caioContender({ backend, sqpoll, batch: false })
   return {
     ...plain,
-    id: `${runtime}:caio:${backend}`,
+    id: `${runtime}:caio:${backend}${sqpoll ? '+sqpoll' : ''}`,
     family: runtime,
     runner: runtime,
     label: (w) => `${plain.label(w)} under ${RUNTIME_LABEL[runtime]}`,
     env: {},
     byDefault: backend === 'uring' || backend === 'thread',
     joins: CACHED_READS,
-    unavailable: () => RUNTIME_UNAVAILABLE[runtime]() ?? backendUnavailable(backend),
+    unavailable: () => RUNTIME_UNAVAILABLE[runtime]() ?? (sqpoll ? sqpollUnavailable() : backendUnavailable(backend)),
   }
 }
 
@@ -469,6 +469,7 @@ export function allContenders(): Contender[] {
     ...(['bun', 'deno'] as const).flatMap((runtime) => [
       ...NODE_WAYS.filter((w) => w.id === 'fs.promises' || w.id === 'fs.callbacks' || w.id === 'fs.readSync').map((way) => runtimeContender(runtime, way)),
       ...(['uring', 'linux', 'thread'] as const).map((backend) => runtimeCaioContender(runtime, backend)),
+      runtimeCaioContender(runtime, 'uring', true),
     ]),
   ]
 }

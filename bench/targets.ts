@@ -97,9 +97,11 @@ export const RATIOS: readonly Ratio[] = [
   { section: 'under Bun', what: 'uring under Bun / Bun fs.promises, 64 in flight', num: ops(QD64, 'bun:caio:uring'), den: ops(QD64, 'bun:fs.promises'), min: 1.5 },
   { section: 'under Bun', what: 'uring under Bun / Bun fs.promises, 1 in flight', num: ops(QD1, 'bun:caio:uring'), den: ops(QD1, 'bun:fs.promises'), min: 5 },
   { section: 'under Bun', what: 'uring under Bun / uring on Node, 64 in flight', num: ops(QD64, 'bun:caio:uring'), den: ops(QD64, 'caio:uring') },
+  { section: 'under Bun', what: 'uring sqpoll under Bun / Bun fs.promises, 64 in flight', num: ops(QD64, 'bun:caio:uring+sqpoll'), den: ops(QD64, 'bun:fs.promises') },
   { section: 'under Deno', what: 'uring under Deno / Deno fs.promises, 64 in flight', num: ops(QD64, 'deno:caio:uring'), den: ops(QD64, 'deno:fs.promises'), min: 10 },
   { section: 'under Deno', what: 'uring under Deno / Deno fs.promises, 1 in flight', num: ops(QD1, 'deno:caio:uring'), den: ops(QD1, 'deno:fs.promises'), min: 5 },
   { section: 'under Deno', what: 'uring under Deno / uring on Node, 64 in flight', num: ops(QD64, 'deno:caio:uring'), den: ops(QD64, 'caio:uring') },
+  { section: 'under Deno', what: 'uring sqpoll under Deno / Deno fs.promises, 64 in flight', num: ops(QD64, 'deno:caio:uring+sqpoll'), den: ops(QD64, 'deno:fs.promises') },
   // Batches.
   { section: 'batches of 64', what: 'uring batch (default or sqpoll) / fs.readSync', num: ops(BATCH, 'caio:uring/batch', 'caio:uring+sqpoll/batch'), den: ops(BATCH, 'fs.readSync'), min: 1.5 },
   { section: 'batches of 64', what: 'uring batch, default ring / fs.readSync', num: ops(BATCH, 'caio:uring/batch'), den: ops(BATCH, 'fs.readSync') },
