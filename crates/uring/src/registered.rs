@@ -483,10 +483,13 @@ mod tests {
     let registered = temp_file(b"the registered file");
     let other = temp_file(b"another file");
     let mut ring = backend(4);
-    // A descriptor of our own, closed through the ring and then reused for `other`.
+    // A descriptor of our own, closed through the ring and then reused for `other`. It is
+    // numbered from 900 up: the tests beside this one in the process take the lowest free
+    // numbers, so none of them is handed this one between the close and the dup2 (which
+    // would close theirs).
     // SAFETY: duplicates a descriptor this test owns; the copy is closed below.
-    let fd = unsafe { libc::dup(registered.as_raw_fd()) };
-    assert!(fd >= 0);
+    let fd = unsafe { libc::fcntl(registered.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 900) };
+    assert!(fd >= 900);
     let mut fds = [fd];
     assert_eq!(run(&mut ring, register_files(&mut fds, 1)), 0);
     let mut back = [0u8; 7];
