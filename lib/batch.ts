@@ -6,7 +6,7 @@
  */
 import { errorFromResult, invalidArgType, invalidArgValue, outOfRange } from './errors'
 import type { Operand, PreparedBatch } from './engine'
-import { BATCH_FIELDS, LINK_FLAG, Opcode, RESULT_ABORTED, RESULT_CLOSED } from './wire'
+import { BATCH_FIELDS, LINK_FLAG, Opcode, putOffset, RESULT_ABORTED, RESULT_CLOSED } from './wire'
 import {
   fallocateMode,
   rangeArgs,
@@ -64,7 +64,6 @@ function opcodeOf(name: unknown): Opcode | undefined {
   return typeof name === 'string' && Object.hasOwn(OPCODES, name) ? OPCODES[name] : undefined
 }
 
-const TWO_32 = 2 ** 32
 
 /** The names an entry's errors use: plain ones while all goes well, indexed ones to report. */
 interface EntryNames {
@@ -151,24 +150,12 @@ function encodeEntry(entry: unknown, i: number, descriptor: Float64Array, views:
   descriptor[field + 1] = fd
   descriptor[field + 4] = priority
   if (opcode === Opcode.Read || opcode === Opcode.Write) {
-    encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+    putOffset(descriptor, field + 2, validateOffset(op.offset, names.offset))
     views[i] = opcode === Opcode.Read ? validateView(op.buffer, names.buffer) : validateData(op.data, names.data)
   } else if (opcode !== Opcode.Fsync && opcode !== Opcode.Fdatasync) {
     encodeStorageEntry(op, opcode, descriptor, views, i, names)
   }
   return link
-}
-
-/** An offset as the descriptor's two 32-bit halves, at `field + 2` and `field + 3`. */
-function encodeOffset(descriptor: Float64Array, field: number, offset: Offset): void {
-  if (typeof offset === 'number') {
-    const high = Math.floor(offset / TWO_32)
-    descriptor[field + 2] = high
-    descriptor[field + 3] = offset - high * TWO_32
-  } else {
-    descriptor[field + 2] = Number(offset >> 32n)
-    descriptor[field + 3] = Number(offset & 0xffffffffn)
-  }
 }
 
 /**
@@ -181,23 +168,23 @@ function encodeStorageEntry(op: Record<string, unknown>, opcode: Opcode, descrip
   const length = (): Offset => validateOffset(op.length, `${names.prefix}length`)
   switch (opcode) {
     case Opcode.Ftruncate:
-      encodeOffset(descriptor, field, length())
+      putOffset(descriptor, field + 2, length())
       return
     case Opcode.Readv:
     case Opcode.Writev:
-      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      putOffset(descriptor, field + 2, validateOffset(op.offset, names.offset))
       views[i] = validateBuffers(op.buffers, `${names.prefix}buffers`)
       return
     case Opcode.Fallocate:
-      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      putOffset(descriptor, field + 2, validateOffset(op.offset, names.offset))
       views[i] = rangeArgs(length(), fallocateMode(op, names.prefix))
       return
     case Opcode.SyncRange:
-      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      putOffset(descriptor, field + 2, validateOffset(op.offset, names.offset))
       views[i] = rangeArgs(length(), syncRangeFlags(op, names.prefix))
       return
     default:
-      encodeOffset(descriptor, field, validateOffset(op.offset, names.offset))
+      putOffset(descriptor, field + 2, validateOffset(op.offset, names.offset))
       views[i] = rangeArgs(length(), validateAdvice(op.advice, `${names.prefix}advice`))
   }
 }

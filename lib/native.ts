@@ -8,7 +8,7 @@ import { errorFromResult, setDirectIoProbe } from './errors'
 import { Fulfil } from './engine'
 import type { BackendName, Engine, EngineOptions, Operand, PreparedBatch } from './engine'
 import type { Offset } from './validate'
-import { CALL_FIELDS, CALL_TOKEN, CLOSED_SLOT, RESULT_CLOSED, SLOT_COUNT } from './wire'
+import { CALL_FIELDS, CALL_TOKEN, CLOSED_SLOT, putOffset, RESULT_CLOSED, SLOT_COUNT } from './wire'
 import type { Opcode } from './wire'
 
 /** An opaque native context (a tagged external). */
@@ -155,8 +155,6 @@ const RESOLVED = Promise.resolve()
 /** V8's own Promise: a replaced global changes nothing. */
 const NativePromise = Promise
 
-const TWO_32 = 2 ** 32
-
 /** (slot, result) pairs the wire holds; one delivery hands over at most this many. */
 const WIRE_PAIRS = 512
 
@@ -289,15 +287,7 @@ export class NativeEngine implements Engine {
     const at = 2 * WIRE_PAIRS
     call[at] = opcode
     call[at + 1] = fd
-    if (typeof offset === 'number') {
-      // -1, the file position, is (-1, 0).
-      const high = offset < 0 ? -1 : Math.floor(offset / TWO_32)
-      call[at + 2] = high
-      call[at + 3] = offset < 0 ? 0 : offset - high * TWO_32
-    } else {
-      call[at + 2] = Number(offset >> 32n)
-      call[at + 3] = Number(offset & 0xffff_ffffn)
-    }
+    putOffset(call, at + 2, offset)
     call[at + 4] = priority
     this.#binding.start(this.#ctx, view)
     const token = call[at + CALL_TOKEN]!

@@ -73,6 +73,27 @@ export const BATCH_FIELDS = 5
 export const CALL_FIELDS = 6
 /** Where `start` writes the token (or -1 for a closed context) in the call area. */
 export const CALL_TOKEN = 5
+const TWO_32 = 2 ** 32
+
+/**
+ * Writes `offset` as the two 32-bit halves the addon takes (`wire::offset_halves`) at
+ * `numbers[at]` (high) and `numbers[at + 1]` (low): a batch descriptor's fields 2 and 3,
+ * the call area's too. The file position, {@link AT_CURSOR}, is (-1, 0).
+ */
+export function putOffset(numbers: Float64Array, at: number, offset: number | bigint): void {
+  if (typeof offset === 'bigint') {
+    numbers[at] = Number(offset >> 32n)
+    numbers[at + 1] = Number(offset & 0xffff_ffffn)
+  } else if (offset < 0) {
+    numbers[at] = -1
+    numbers[at + 1] = 0
+  } else {
+    const high = Math.floor(offset / TWO_32)
+    numbers[at] = high
+    numbers[at + 1] = offset - high * TWO_32
+  }
+}
+
 /** Or'ed into a descriptor's opcode field: the next operation runs only if this one succeeds. */
 export const LINK_FLAG = 0x100
 /** A result that is not an errno: cancelled through an AbortSignal. */

@@ -52,6 +52,20 @@ function run(command, commandArgs, env, onLine) {
   })
 }
 
+/** Runs a suite that prints TAP, and counts its `ok`/`not ok` lines (a non-zero exit with none failing counts one). */
+async function runTap(label, command, commandArgs, env) {
+  let suitePassed = 0
+  let suiteFailed = 0
+  const code = await run(command, commandArgs, env, (line) => {
+    if (/^ok \d+/.test(line)) suitePassed++
+    else if (/^not ok \d+/.test(line)) suiteFailed++
+  })
+  if (code !== 0 && suiteFailed === 0) suiteFailed = 1
+  passed += suitePassed
+  failed += suiteFailed
+  summary.push(`${label}: ${suitePassed} passed, ${suiteFailed} failed`)
+}
+
 if (!args.includes('--no-cargo')) {
   let cargoPassed = 0
   let cargoFailed = 0
@@ -90,21 +104,12 @@ for (const runName of wanted) {
     if (strict) failed++
     continue
   }
-  let suitePassed = 0
-  let suiteFailed = 0
   const avaArgs = [join(root, 'node_modules', 'ava', 'entrypoints', 'cli.mjs'), '--tap', ...testFiles]
   const match = flag('--match')
   if (match) avaArgs.push('--match', match)
   const env = path === undefined ? { CAIO_IMPL: name } : { CAIO_IMPL: name, CAIO_COMPLETIONS: path }
   console.log(`# ---- ava suite with ${Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' ')}`)
-  const code = await run(process.execPath, avaArgs, env, (line) => {
-    if (/^ok \d+/.test(line)) suitePassed++
-    else if (/^not ok \d+/.test(line)) suiteFailed++
-  })
-  if (code !== 0 && suiteFailed === 0) suiteFailed = 1
-  passed += suitePassed
-  failed += suiteFailed
-  summary.push(`ava (${runName}): ${suitePassed} passed, ${suiteFailed} failed`)
+  await runTap(`ava (${runName})`, process.execPath, avaArgs, env)
 }
 
 if (!args.includes('--no-runtimes')) {
@@ -119,17 +124,8 @@ if (!args.includes('--no-runtimes')) {
       if (strict) failed++
       continue
     }
-    let runtimePassed = 0
-    let runtimeFailed = 0
     console.log(`# ---- runtime test under ${name}`)
-    const code = await run(command, [...prefix, join('scripts', 'runtime-test.mjs')], {}, (line) => {
-      if (/^ok \d+/.test(line)) runtimePassed++
-      else if (/^not ok \d+/.test(line)) runtimeFailed++
-    })
-    if (code !== 0 && runtimeFailed === 0) runtimeFailed = 1
-    passed += runtimePassed
-    failed += runtimeFailed
-    summary.push(`runtime test (${name}): ${runtimePassed} passed, ${runtimeFailed} failed`)
+    await runTap(`runtime test (${name})`, command, [...prefix, join('scripts', 'runtime-test.mjs')], {})
   }
 }
 

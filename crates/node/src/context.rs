@@ -126,12 +126,8 @@ impl Context {
   pub fn flush(&mut self) {
     let loop_time = self.loop_time();
     self.scheduler.flush(loop_time);
-    let waiting = self
-      .scheduler
-      .backend()
-      .is_some_and(|backend| backend.ready());
-    if let (true, Some(watcher)) = (waiting, self.watcher.as_ref()) {
-      watcher.completions_waiting();
+    if let (Some(watcher), Some(backend)) = (self.watcher.as_ref(), self.scheduler.backend()) {
+      watcher.after_flush(|| backend.ready());
     }
   }
 

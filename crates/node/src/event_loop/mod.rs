@@ -79,11 +79,14 @@ impl CompletionWatcher {
     }
   }
 
-  /// Completions are waiting at the end of a flush: where the wake-up would otherwise take
-  /// a thread hop, ask for it now (the libuv loop polls the notifier by itself).
-  pub fn completions_waiting(&self) {
+  /// The end of a flush: where a wake-up takes a thread hop, asks for it now if
+  /// `completions_waiting` says so (the libuv loop polls the notifier by itself, so it is
+  /// not asked there).
+  pub fn after_flush(&self, completions_waiting: impl FnOnce() -> bool) {
     if let Self::Thread(watcher) = self {
-      watcher.wake_soon();
+      if completions_waiting() {
+        watcher.wake_soon();
+      }
     }
   }
 

@@ -11,6 +11,7 @@
 //! [`Gate`] that a close shuts.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -134,7 +135,7 @@ impl Gate {
 pub struct ThreadWatcher {
   env: Env,
   function: ThreadsafeFunction,
-  gate: std::rc::Rc<Gate>,
+  gate: Rc<Gate>,
   referenced: bool,
 }
 
@@ -151,13 +152,13 @@ impl ThreadWatcher {
       changed: Condvar::new(),
       notifier,
     });
-    let gate = std::rc::Rc::new(Gate {
+    let gate = Rc::new(Gate {
       target: Cell::new(shared),
       running: RefCell::new(None),
       finalized: Cell::new(false),
     });
     let function = env
-      .threadsafe_function("caio", std::rc::Rc::clone(&gate))
+      .threadsafe_function("caio", Rc::clone(&gate))
       .map_err(|_| "napi_create_threadsafe_function failed while creating the context")?;
     env.hold_threadsafe_function(function, false);
     let thread = std::thread::Builder::new()

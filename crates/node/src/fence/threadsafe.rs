@@ -124,7 +124,10 @@ unsafe extern "C" fn call_threadsafe(
     Rc::increment_strong_count(context);
     Rc::from_raw(context)
   };
-  crate::event_loop::thread::on_wake(Env(env), &gate);
+  // No panic may unwind into the runtime; `on_ready` reports its own, and this is the rest.
+  let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    crate::event_loop::thread::on_wake(Env(env), &gate)
+  }));
 }
 
 unsafe extern "C" fn finalize_threadsafe(
@@ -135,5 +138,7 @@ unsafe extern "C" fn finalize_threadsafe(
   // SAFETY: the count `threadsafe_function` moved into `context`, taken back once: a
   // finalizer runs once, and no call follows it.
   let gate = unsafe { Rc::from_raw(context.cast::<Gate>().cast_const()) };
-  crate::event_loop::thread::on_finalized(&gate);
+  let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    crate::event_loop::thread::on_finalized(&gate)
+  }));
 }
