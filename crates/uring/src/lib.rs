@@ -6,6 +6,13 @@
 //! system call. The kernel signals the context's [`Notifier`] (an eventfd registered with
 //! `IORING_REGISTER_EVENTFD`) for every completion it posts.
 //!
+//! Where the kernel has it (6.1), the ring defers task work (`IORING_SETUP_DEFER_TASKRUN`):
+//! what io-wq or the block layer finished is not posted by interrupting this thread, but
+//! queued until it enters with `GETEVENTS`. The kernel then signals the eventfd once for the
+//! queue and raises `IORING_SQ_TASKRUN`, and a reap that sees the flag enters first: one
+//! system call for a wake-up's worth of completions (and for the next operations of linked
+//! chains, which the kernel issues in that same call).
+//!
 //! Each operation lives in a slot of a fixed table from push until its completion is
 //! reaped; the slot's index is the operation's [`Place`], and the kernel's `user_data` names
 //! the slot and a generation, so that a late cancel request never hits the slot's next
@@ -58,6 +65,9 @@ pub const MAX_CAPACITY: usize = 32768;
 const MIN_SQ_ENTRIES: usize = 8;
 /// How often dropping re-sends cancel requests to operations that are still running.
 const DROP_RECANCEL: Duration = Duration::from_secs(1);
+
+/// `io_uring_enter`'s flag to run task work and post completions (`<linux/io_uring.h>`).
+const IORING_ENTER_GETEVENTS: u32 = 1;
 
 /// How to set up a [`UringBackend`]'s ring.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -181,6 +191,27 @@ impl UringBackend {
     match &self.set_up_as {
       Some(credentials) if op.opcode.checks_credentials() => *credentials == Credentials::current(),
       _ => true,
+    }
+  }
+
+  /// Whether completions wait as deferred task work, which only an enter with GETEVENTS runs.
+  #[inline]
+  fn deferred_work(&self) -> bool {
+    // SAFETY: as in `ready`: no SubmissionQueue is alive while `&self` is borrowed.
+    unsafe { self.ring.submission_shared() }.taskrun()
+  }
+
+  /// Runs the deferred task work, posting its completions.
+  #[inline]
+  fn run_deferred_work(&mut self) {
+    if self.deferred_work() {
+      // SAFETY: no submission, no argument: the call only runs task work.
+      let _ = unsafe {
+        self
+          .ring
+          .submitter()
+          .enter::<libc::sigset_t>(0, 0, IORING_ENTER_GETEVENTS, None)
+      };
     }
   }
 
@@ -418,6 +449,7 @@ impl Backend for UringBackend {
   #[inline]
   fn reap(&mut self, out: &mut Vec<Completion>) {
     self.done_here.drain_into(out);
+    self.run_deferred_work();
     let closing = self.closing;
     let mut cq = self.ring.completion();
     loop {
@@ -447,7 +479,7 @@ impl Backend for UringBackend {
     }
     // SAFETY: no other CompletionQueue exists: every one this backend makes is a temporary
     // of a `&mut self` method, which cannot be running while `&self` is borrowed here.
-    !unsafe { self.ring.completion_shared() }.is_empty()
+    !unsafe { self.ring.completion_shared() }.is_empty() || self.deferred_work()
   }
 
   fn cancel(&mut self, token: u64, place: Place) {
@@ -483,7 +515,7 @@ impl Backend for UringBackend {
     // the flag store before the tail load, as the kernel orders its tail store before its
     // flag load, so one side always sees the other.
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    if !self.ring.completion().is_empty() {
+    if !self.ring.completion().is_empty() || self.deferred_work() {
       self.notifier.signal();
     }
   }

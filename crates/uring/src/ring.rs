@@ -45,6 +45,18 @@ pub(crate) fn build_ring(sq_entries: u32, sqpoll: bool) -> io::Result<(IoUring, 
       }
     }
   }
+  // Completions of work the kernel finished away from this thread (io-wq, the block layer)
+  // wait as task work for the next reap's enter, instead of interrupting the thread once
+  // each; and a linked chain's next operation is issued there too. 6.1 and later; SQPOLL
+  // cannot have it.
+  let mut deferred = builder.clone();
+  deferred
+    .setup_single_issuer()
+    .setup_defer_taskrun()
+    .setup_taskrun_flag();
+  if let Ok(ring) = deferred.build(sq_entries) {
+    return Ok((ring, false));
+  }
   Ok((builder.build(sq_entries)?, false))
 }
 

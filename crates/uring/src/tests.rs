@@ -1009,3 +1009,33 @@ fn links_only_the_operations_whose_failure_the_kernel_lets_break_a_chain() {
 fn registrations_answer_and_check_descriptors() {
   contract::registrations_answer_and_check_descriptors(&mut backend(2));
 }
+
+#[test]
+fn completions_left_as_deferred_task_work_are_posted_by_the_reap() {
+  let mut backend = backend(4);
+  // This kernel (6.1 and later) grants the deferred ring, whose flags come together.
+  assert!(backend.ring.params().is_setup_single_issuer());
+  let file = temp_file(b"data");
+  // SAFETY: a sync has no buffer.
+  unsafe {
+    backend
+      .push(Operation::sync(Opcode::Fsync, file.as_raw_fd(), 7))
+      .unwrap();
+  }
+  backend.submit(false).unwrap();
+  // An fsync is always punted to io-wq, so its completion is task work, signalled once.
+  assert!(caio_core::sys::wait_readable(
+    backend.notifier().fd(),
+    Duration::from_secs(5)
+  ));
+  // SAFETY: no other CompletionQueue is alive.
+  assert!(
+    unsafe { backend.ring.completion_shared() }.is_empty(),
+    "posted before any enter: the task work was not deferred"
+  );
+  assert!(backend.ready());
+  backend.notifier().clear();
+  let mut out = Vec::new();
+  backend.reap(&mut out);
+  assert_eq!(out, [done(7, 0)]);
+}
