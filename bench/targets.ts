@@ -44,6 +44,7 @@ const SEQW = 'seqwrite-1m-fsync'
 const GROUP = 'append-4k-fdatasync-x32'
 const FIXED = 'randread-4k-direct-fixed-qd64'
 const WRITEV = 'writev-16x4k-qd16'
+const RANDWRITE = 'randwrite-64k-qd16'
 const ASYNC_NODE = ['fs.promises', 'fs.callbacks', 'fs.callbacks+uring', 'fs.promises+uring']
 
 const ops = (workload: string, ...contenders: string[]): Side => ({ workload, contenders, metric: 'ops' })
@@ -70,7 +71,10 @@ export const RATIOS: readonly Ratio[] = [
   { section: 'O_DIRECT, 64 in flight', what: 'uring / fio io_uring, ops/s', num: ops(DIRECT, 'caio:uring'), den: ops(DIRECT, 'fio:io_uring'), min: 0.9 },
   { section: 'O_DIRECT, 64 in flight', what: 'linux / fio libaio, ops/s', num: ops(DIRECT, 'caio:linux'), den: ops(DIRECT, 'fio:libaio'), min: 0.9 },
   { section: 'O_DIRECT, 64 in flight', what: 'uring / fs.promises, ops/s', num: ops(DIRECT, 'caio:uring'), den: ops(DIRECT, 'fs.promises') },
-  // Issue 16: group commit, registered O_DIRECT reads, writev.
+  // Issue 16: buffered random writes, group commit, registered O_DIRECT reads, writev.
+  { section: '64 KiB random writes, 16 in flight', what: 'uring / fio io_uring, ops/s', num: ops(RANDWRITE, 'caio:uring'), den: ops(RANDWRITE, 'fio:io_uring'), min: 1 },
+  { section: '64 KiB random writes, 16 in flight', what: 'uring / fs.promises, ops/s', num: ops(RANDWRITE, 'caio:uring'), den: ops(RANDWRITE, 'fs.promises'), min: 1.2 },
+  { section: '64 KiB random writes, 16 in flight', what: 'linux / fio libaio, ops/s', num: ops(RANDWRITE, 'caio:linux'), den: ops(RANDWRITE, 'fio:libaio') },
   { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'uring (linked write → fdsync) / fs.promises write + datasync', num: ops(GROUP, 'caio:uring'), den: ops(GROUP, 'fs.promises'), min: 2 },
   { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'linux / fs.promises write + datasync', num: ops(GROUP, 'caio:linux'), den: ops(GROUP, 'fs.promises'), min: 2 },
   { section: 'group commit: 4 KiB append + fdatasync, 32 appenders', what: 'thread / fs.promises write + datasync', num: ops(GROUP, 'caio:thread'), den: ops(GROUP, 'fs.promises') },

@@ -1029,8 +1029,9 @@ fn completions_left_as_deferred_task_work_are_posted_by_the_reap() {
     Duration::from_secs(5)
   ));
   // SAFETY: no other CompletionQueue is alive.
+  let posted = !unsafe { backend.ring.completion_shared() }.is_empty();
   assert!(
-    unsafe { backend.ring.completion_shared() }.is_empty(),
+    !posted,
     "posted before any enter: the task work was not deferred"
   );
   assert!(backend.ready());
@@ -1038,4 +1039,16 @@ fn completions_left_as_deferred_task_work_are_posted_by_the_reap() {
   let mut out = Vec::new();
   backend.reap(&mut out);
   assert_eq!(out, [done(7, 0)]);
+}
+
+#[test]
+fn lets_more_operations_block_in_io_wq_than_the_kernel_default() {
+  let backend = backend(4);
+  let mut limits = [0, 0];
+  backend
+    .ring
+    .submitter()
+    .register_iowq_max_workers(&mut limits)
+    .unwrap();
+  assert!(limits[0] >= BLOCKING_WORKERS, "{limits:?}");
 }
