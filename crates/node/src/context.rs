@@ -58,6 +58,8 @@ pub struct Context {
   held: bool,
   /// The environment's cleanup hook, until it ran or was removed.
   pub cleanup_hook: Option<CleanupHook>,
+  /// Where the clock of the scheduler's inline time budget starts.
+  epoch: std::time::Instant,
 }
 
 /// Why a context could not be made.
@@ -75,6 +77,7 @@ impl Context {
       wire: None,
       held: false,
       cleanup_hook: None,
+      epoch: std::time::Instant::now(),
     }
   }
 
@@ -125,7 +128,8 @@ impl Context {
   /// or finished during the submit) get their wake-up asked for at once.
   pub fn flush(&mut self) {
     let loop_time = self.loop_time();
-    self.scheduler.flush(loop_time);
+    let now = self.epoch.elapsed().as_nanos() as u64;
+    self.scheduler.flush_at(loop_time, now);
     if let (Some(watcher), Some(backend)) = (self.watcher.as_ref(), self.scheduler.backend()) {
       watcher.after_flush(|| backend.ready());
     }

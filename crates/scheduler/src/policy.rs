@@ -9,6 +9,11 @@ use crate::spin::InlineSpin;
 /// could otherwise keep the JS thread in microtasks forever, starving timers and other I/O.
 pub const INLINE_BUDGET: usize = 256;
 
+/// Nanoseconds of inline settling after which the loop must turn, whatever the count: 256
+/// large reads (a stream's 64 KiB chunks, whole files) take milliseconds, and a timer or
+/// another callback would wait as long.
+pub const INLINE_TIME_NS: u64 = 1000000;
+
 /// While completions arrive from a device rather than inside the submitting call, a tick's
 /// operations go to a backend whose submit is cheap ([`caio_core::Traits::cheap_submit`])
 /// this many at a time as they start, instead of all at the tick's end: the device starts
@@ -27,6 +32,8 @@ pub(crate) struct Tick {
   inline_settled: usize,
   /// The loop's clock at the last flush.
   loop_time: u64,
+  /// The caller's clock (ns) at the first flush since the loop turned, once there was one.
+  turn_began: Option<u64>,
   /// Pushed into the backend since it was last told to submit.
   pub unsubmitted: usize,
   /// Pushed since the last flush, early submits included.
@@ -54,14 +61,15 @@ impl Tick {
     self.soon |= submitted.completions_soon;
   }
 
-  /// Starts a flush; whether it may settle inline.
-  pub fn begin_flush(&mut self, loop_time: u64) -> bool {
+  /// Starts a flush at `now` (ns); whether it may settle inline.
+  pub fn begin_flush(&mut self, loop_time: u64, now: u64) -> bool {
     if loop_time != self.loop_time {
       self.loop_time = loop_time;
-      self.inline_settled = 0;
+      self.loop_turned();
     }
     self.soon = false;
-    self.inline_settled < INLINE_BUDGET
+    let began = *self.turn_began.get_or_insert(now);
+    self.inline_settled < INLINE_BUDGET && now.saturating_sub(began) < INLINE_TIME_NS
   }
 
   pub fn take_pushed(&mut self) -> usize {
@@ -84,5 +92,6 @@ impl Tick {
   /// The event loop turned: the inline budget is whole again.
   pub fn loop_turned(&mut self) {
     self.inline_settled = 0;
+    self.turn_began = None;
   }
 }

@@ -343,7 +343,14 @@ impl Scheduler {
   /// already completed. `loop_time` is the event loop's clock: a change means the loop
   /// turned, which renews the budget.
   pub fn flush(&mut self, loop_time: u64) {
-    let inline = self.tick.begin_flush(loop_time);
+    self.flush_at(loop_time, 0);
+  }
+
+  /// [`Scheduler::flush`] at `now`, a monotonic clock in nanoseconds: the inline budget also
+  /// ends [`INLINE_TIME_NS`](crate::policy::INLINE_TIME_NS) after the first flush since the
+  /// loop turned.
+  pub fn flush_at(&mut self, loop_time: u64, now: u64) {
+    let inline = self.tick.begin_flush(loop_time, now);
     // Room the queue did not get because a push was refused (not for want of room) goes to
     // it now: otherwise, with nothing in the backend, no completion would ever move it on.
     self.refill();

@@ -3,7 +3,7 @@
 use caio_core::{Opcode, Operation, Share, Submitted, Traits};
 
 use crate::fake::{fake, Call, CancelMode, Fake, OnSubmit, ECANCELED};
-use crate::policy::{EARLY_SUBMIT, INLINE_BUDGET};
+use crate::policy::{EARLY_SUBMIT, INLINE_BUDGET, INLINE_TIME_NS};
 use crate::token::{self, INDEX_MASK};
 use crate::wire::result::{ABORTED, CLOSED};
 use crate::wire::CLOSED_SLOT;
@@ -1001,6 +1001,38 @@ fn the_inline_budget_runs_out_and_is_renewed_when_the_loop_time_changes() {
   let c = start(&mut s, fsync());
   s.flush(2);
   assert_eq!(deliver(&mut s), [(slot(c), 0.0)], "renewed by on_ready");
+}
+
+#[test]
+fn the_inline_time_runs_out_and_is_renewed_when_the_loop_turns() {
+  let (mut s, f) = scheduler(8, false);
+  f.on_submit(OnSubmit::Complete(0));
+  let a = start(&mut s, fsync());
+  s.flush_at(1, 1_000);
+  assert_eq!(deliver(&mut s), [(slot(a), 0.0)], "the turn's first flush");
+  let b = start(&mut s, fsync());
+  s.flush_at(1, 1_000 + INLINE_TIME_NS - 1);
+  assert_eq!(deliver(&mut s), [(slot(b), 0.0)], "still within the time");
+  let c = start(&mut s, fsync());
+  s.flush_at(1, 1_000 + INLINE_TIME_NS);
+  assert_eq!(f.submits().last(), Some(&false), "no reap follows");
+  assert!(!s.has_deliveries(), "the time is spent in this turn");
+  s.on_ready();
+  assert_eq!(deliver(&mut s), [(slot(c), 0.0)]);
+  // The clock of the new turn starts at its first flush, however late that is.
+  let d = start(&mut s, fsync());
+  s.flush_at(1, 10 * INLINE_TIME_NS);
+  assert_eq!(deliver(&mut s), [(slot(d), 0.0)], "renewed by on_ready");
+  let e = start(&mut s, fsync());
+  s.flush_at(1, 12 * INLINE_TIME_NS);
+  assert!(!s.has_deliveries());
+  let g = start(&mut s, fsync());
+  s.flush_at(2, 12 * INLINE_TIME_NS);
+  assert_eq!(
+    deliver(&mut s),
+    [(slot(e), 0.0), (slot(g), 0.0)],
+    "a new loop time renews it too"
+  );
 }
 
 #[test]
